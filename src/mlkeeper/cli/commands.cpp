@@ -1,0 +1,13 @@
+#include "mlkeeper/cli/command.hpp"
+
+namespace mlk::cli {
+
+const std::vector<Command>& commands() {
+    static const std::vector<Command> kTable = {
+        config_command(),
+        history_command(),
+    };
+    return kTable;
+}
+
+}  // namespace mlk::cli

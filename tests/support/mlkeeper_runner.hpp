@@ -1,0 +1,32 @@
+// Runs the built mlkeeper binary the way a user would, in a clean
+// environment (env -i) whose state and home live in a per-test directory.
+// Thread safety: one per test.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "mlkeeper/util/process.hpp"
+#include "support/temp_dir.hpp"
+
+namespace mlk::testing {
+
+class MlkeeperRunner {
+public:
+    MlkeeperRunner();
+
+    // Extra environment for every run (e.g. {"MODEL_DIR", "/x"}).
+    std::map<std::string, std::string>& env() { return env_; }
+    const TempDir& dir() const { return dir_; }
+    std::filesystem::path state_dir() const { return dir_ / "state"; }
+
+    util::RunResult run(const std::vector<std::string>& args,
+                        const std::map<std::string, std::string>& extra_env = {}) const;
+
+private:
+    TempDir dir_;
+    std::map<std::string, std::string> env_;
+};
+
+}  // namespace mlk::testing
