@@ -1,4 +1,6 @@
 // mlkeeper: keeps GPU/ML servers healthy. Everything lives in mlkeeper_core.
 #include "mlkeeper/cli/cli.hpp"
 
-int main(int argc, char** argv) { return mlk::cli::run(argc, argv); }
+int main(int argc, char** argv) {
+    return mlk::cli::run(argc, argv);
+}

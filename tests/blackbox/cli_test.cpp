@@ -11,10 +11,12 @@ namespace mlk {
 namespace {
 
 using ::testing::HasSubstr;
-using ::testing::Not;
 using testing::MlkeeperRunner;
+using ::testing::Not;
 
-int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+int lines(const std::string& s) {
+    return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
 
 TEST(Cli, HelpListsCommandsAndExamples) {
     MlkeeperRunner m;
@@ -42,9 +44,11 @@ TEST(Cli, VersionNamesBuildAndLibraries) {
 
 TEST(Cli, UsageErrorsExit64WithOneLine) {
     MlkeeperRunner m;
-    for (auto args : std::vector<std::vector<std::string>>{
-             {"no-such-command"}, {"--no-such-flag"}, {"history", "--limit", "zero"},
-             {"history", "--limit", "0"}, {"config"}}) {
+    for (auto args : std::vector<std::vector<std::string>>{{"no-such-command"},
+                                                           {"--no-such-flag"},
+                                                           {"history", "--limit", "zero"},
+                                                           {"history", "--limit", "0"},
+                                                           {"config"}}) {
         auto r = m.run(args);
         EXPECT_EQ(r.exit_code, 64) << args[0];
         EXPECT_EQ(lines(r.err), 1) << r.err;
@@ -59,8 +63,9 @@ TEST(Cli, BadConfigExits78WithLocation) {
     auto r = m.run({"--config", file.string(), "config", "show"});
     EXPECT_EQ(r.exit_code, 78);
     EXPECT_THAT(r.err, HasSubstr(file.string() + ":2:21: 0 is out of range for compression_level"));
-    EXPECT_THAT(r.err, HasSubstr(file.string() + ":3:1: unknown key `retension_days` in [backup] (did "
-                                                 "you mean `retention_days`?)"));
+    EXPECT_THAT(r.err,
+                HasSubstr(file.string() + ":3:1: unknown key `retension_days` in [backup] (did "
+                                          "you mean `retention_days`?)"));
     EXPECT_EQ(r.out, "");
 
     auto check = m.run({"config", "check", file.string()});
@@ -75,7 +80,8 @@ TEST(Cli, BadConfigExits78WithLocation) {
 
 TEST(Cli, ConfigCheckAcceptsAGoodFile) {
     MlkeeperRunner m;
-    auto file = m.dir().write("ok.toml", "[backup]\nretention_days = \"14d\"\n[gpu]\ntemp_threshold = 82\n");
+    auto file = m.dir().write("ok.toml",
+                              "[backup]\nretention_days = \"14d\"\n[gpu]\ntemp_threshold = 82\n");
     auto r = m.run({"config", "check", file.string()});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_THAT(r.out, HasSubstr("ok: " + file.string() + " is valid (2 keys set there)"));
@@ -83,7 +89,8 @@ TEST(Cli, ConfigCheckAcceptsAGoodFile) {
 
 TEST(Cli, ConfigShowNamesTheSourceOfEachValue) {
     MlkeeperRunner m;
-    auto file = m.dir().write("c.toml", "[backup]\nretention_days = 10\nbackup_dir = \"/from/file\"\n");
+    auto file =
+        m.dir().write("c.toml", "[backup]\nretention_days = 10\nbackup_dir = \"/from/file\"\n");
     auto envf = m.dir().write("ml.conf", "BACKUP_DIR=/from/envfile\nTEMP_THRESHOLD=70\n");
     auto r = m.run({"--config", file.string(), "--env-file", envf.string(), "--log-level", "debug",
                     "config", "show", "--json"},

@@ -13,7 +13,7 @@
 namespace mlk::testing {
 
 class MlkeeperRunner {
-public:
+  public:
     MlkeeperRunner();
 
     // Extra environment for every run (e.g. {"MODEL_DIR", "/x"}).
@@ -24,7 +24,7 @@ public:
     util::RunResult run(const std::vector<std::string>& args,
                         const std::map<std::string, std::string>& extra_env = {}) const;
 
-private:
+  private:
     TempDir dir_;
     std::map<std::string, std::string> env_;
 };

@@ -9,7 +9,7 @@
 namespace mlk::testing {
 
 class TempDir {
-public:
+  public:
     TempDir();
     ~TempDir();
     TempDir(const TempDir&) = delete;
@@ -21,7 +21,7 @@ public:
     // Writes `content` to path()/name (creating parent directories); returns the path.
     std::filesystem::path write(std::string_view name, std::string_view content) const;
 
-private:
+  private:
     std::filesystem::path path_;
 };
 

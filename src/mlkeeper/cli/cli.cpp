@@ -2,8 +2,8 @@
 
 #include <unistd.h>
 
-#include <cstdio>
 #include <fmt/format.h>
+#include <cstdio>
 #include <iostream>
 
 #include "mlkeeper/cli/command.hpp"
@@ -55,9 +55,10 @@ void print_error_lines(const std::string& message) {
 core::LogOptions log_options(const core::Config& cfg, const Command& cmd, const Globals& g) {
     core::LogOptions o;
     o.level = core::parse_log_level(cfg.str("log.log_level"));
-    o.format = cfg.str("log.log_format") == "json" ? core::LogFormat::kJson : core::LogFormat::kText;
+    o.format =
+        cfg.str("log.log_format") == "json" ? core::LogFormat::kJson : core::LogFormat::kText;
     o.color = g.no_color || std::getenv("NO_COLOR") != nullptr ? core::ColorMode::kNever
-                                                                : core::ColorMode::kAuto;
+                                                               : core::ColorMode::kAuto;
     o.stderr_mode = g.quiet ? core::StderrMode::kQuiet : core::StderrMode::kNormal;
     if (cfg.is_set("log.log_file")) {
         o.file = cfg.path("log.log_file");

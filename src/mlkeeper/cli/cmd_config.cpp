@@ -15,15 +15,24 @@ using core::Source;
 
 std::string type_label(core::ValueType t) {
     switch (t) {
-        case core::ValueType::kBool: return "bool";
-        case core::ValueType::kInt: return "integer";
-        case core::ValueType::kNumber: return "number";
-        case core::ValueType::kString: return "string";
-        case core::ValueType::kPath: return "path";
-        case core::ValueType::kChoice: return "choice";
-        case core::ValueType::kStringList: return "list";
-        case core::ValueType::kDuration: return "duration";
-        case core::ValueType::kSize: return "size";
+        case core::ValueType::kBool:
+            return "bool";
+        case core::ValueType::kInt:
+            return "integer";
+        case core::ValueType::kNumber:
+            return "number";
+        case core::ValueType::kString:
+            return "string";
+        case core::ValueType::kPath:
+            return "path";
+        case core::ValueType::kChoice:
+            return "choice";
+        case core::ValueType::kStringList:
+            return "list";
+        case core::ValueType::kDuration:
+            return "duration";
+        case core::ValueType::kSize:
+            return "size";
     }
     return "?";
 }
@@ -38,12 +47,14 @@ std::string toml_literal(const Setting& s) {
         case core::ValueType::kBool:
         case core::ValueType::kInt:
         case core::ValueType::kNumber:
-        case core::ValueType::kSize: return text;
+        case core::ValueType::kSize:
+            return text;
         case core::ValueType::kStringList: {
             nlohmann::json arr = std::get<std::vector<std::string>>(*s.value);
             return arr.dump();
         }
-        default: return nlohmann::json(text).dump();
+        default:
+            return nlohmann::json(text).dump();
     }
 }
 
@@ -105,10 +116,10 @@ int check(const Context& ctx, bool json) {
         from_file += s.source == Source::kFile ? 1 : 0;
     }
     if (json) {
-        nlohmann::json out = {{"ok", true},
-                              {"file", cfg.file() ? nlohmann::json(cfg.file()->string())
-                                                  : nlohmann::json(nullptr)},
-                              {"keys_from_file", from_file}};
+        nlohmann::json out = {
+            {"ok", true},
+            {"file", cfg.file() ? nlohmann::json(cfg.file()->string()) : nlohmann::json(nullptr)},
+            {"keys_from_file", from_file}};
         std::cout << out.dump(2) << "\n";
     } else if (cfg.file()) {
         std::cout << fmt::format("ok: {} is valid ({} key{} set there)\n", cfg.file()->string(),
@@ -153,12 +164,16 @@ Command config_command() {
             };
             auto o = std::make_shared<Opts>();
             app.require_subcommand(1, 1);
-            auto* chk = app.add_subcommand("check", "Validate a config file (exit 78 when invalid)");
-            chk->add_option("FILE", o->file, "File to check (default: the one mlkeeper would read)");
+            auto* chk =
+                app.add_subcommand("check", "Validate a config file (exit 78 when invalid)");
+            chk->add_option("FILE", o->file,
+                            "File to check (default: the one mlkeeper would read)");
             chk->add_flag("--json", o->json, "Machine-readable result");
-            auto* shw = app.add_subcommand("show", "Print every setting and where its value came from");
+            auto* shw =
+                app.add_subcommand("show", "Print every setting and where its value came from");
             shw->add_flag("--json", o->json, "Machine-readable output");
-            auto* kys = app.add_subcommand("keys", "List every key with its env variable and default");
+            auto* kys =
+                app.add_subcommand("keys", "List every key with its env variable and default");
             kys->add_flag("--json", o->json, "Machine-readable output");
             app.footer(R"(
 Examples:

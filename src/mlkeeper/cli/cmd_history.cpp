@@ -24,10 +24,14 @@ std::string host_name() {
 std::string state_of(const core::RunRecord& r) {
     if (r.exit_code) {
         switch (*r.exit_code) {
-            case 0: return "ok";
-            case 1: return "failed (1)";
-            case 2: return "critical (2)";
-            default: return fmt::format("error ({})", *r.exit_code);
+            case 0:
+                return "ok";
+            case 1:
+                return "failed (1)";
+            case 2:
+                return "critical (2)";
+            default:
+                return fmt::format("error ({})", *r.exit_code);
         }
     }
     bool alive = r.host == host_name() && r.pid > 0 &&
@@ -97,11 +101,13 @@ Examples:
                     if (r.ended_at) {
                         auto secs = std::chrono::duration_cast<std::chrono::seconds>(*r.ended_at -
                                                                                      r.started_at);
-                        dur = secs.count() == 0
-                                  ? fmt::format("{}ms", std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                            *r.ended_at - r.started_at)
-                                                            .count())
-                                  : util::format_duration(secs);
+                        dur =
+                            secs.count() == 0
+                                ? fmt::format("{}ms",
+                                              std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  *r.ended_at - r.started_at)
+                                                  .count())
+                                : util::format_duration(secs);
                     }
                     std::vector<std::string> line;
                     for (const auto& a : r.args) {

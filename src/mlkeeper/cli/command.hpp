@@ -26,7 +26,7 @@ namespace mlk::cli {
 // the precedence chain (flag > env > file > default) and is validated by the
 // same rules as every other source.
 class FlagBindings {
-public:
+  public:
     // `--source DIR` -> backup.model_dir = DIR
     CLI::Option* bind(CLI::App& app, const std::string& flag, std::string key,
                       const std::string& help);
@@ -36,7 +36,7 @@ public:
     // Overrides for the options given on the command line.
     std::vector<core::ConfigInputs::Override> overrides() const;
 
-private:
+  private:
     struct Binding {
         std::string key;
         std::string origin;
@@ -48,7 +48,7 @@ private:
 };
 
 class Context {
-public:
+  public:
     Context(core::Config config, std::string command);
     ~Context();
 
@@ -63,7 +63,7 @@ public:
     // What the handler wants recorded in history as the run's summary.
     nlohmann::json& summary() { return summary_; }
 
-private:
+  private:
     core::Config config_;
     std::string command_;
     std::unique_ptr<core::StateStore> state_;

@@ -2,10 +2,10 @@
 
 #include <unistd.h>
 
-#include <cmath>
 #include <fmt/format.h>
-#include <stdexcept>
 #include <toml++/toml.h>
+#include <cmath>
+#include <stdexcept>
 
 #include "mlkeeper/core/env_file.hpp"
 #include "mlkeeper/core/error.hpp"
@@ -18,20 +18,31 @@ namespace {
 
 std::string type_name(const KeySpec& spec) {
     switch (spec.type) {
-        case ValueType::kBool: return "a boolean (true or false)";
-        case ValueType::kInt: return "an integer";
-        case ValueType::kNumber: return "a number";
-        case ValueType::kString: return "a string";
-        case ValueType::kPath: return "a path string";
-        case ValueType::kChoice: return fmt::format("one of {}", spec.choices);
-        case ValueType::kStringList: return "an array of strings";
-        case ValueType::kDuration: return "a duration (e.g. 30d, 10m, 90s)";
-        case ValueType::kSize: return "a size (e.g. 500GB, 2GiB, or bytes)";
+        case ValueType::kBool:
+            return "a boolean (true or false)";
+        case ValueType::kInt:
+            return "an integer";
+        case ValueType::kNumber:
+            return "a number";
+        case ValueType::kString:
+            return "a string";
+        case ValueType::kPath:
+            return "a path string";
+        case ValueType::kChoice:
+            return fmt::format("one of {}", spec.choices);
+        case ValueType::kStringList:
+            return "an array of strings";
+        case ValueType::kDuration:
+            return "a duration (e.g. 30d, 10m, 90s)";
+        case ValueType::kSize:
+            return "a size (e.g. 500GB, 2GiB, or bytes)";
     }
     return "a value";
 }
 
-std::string fmt_num(double v) { return fmt::format("{:g}", v); }
+std::string fmt_num(double v) {
+    return fmt::format("{:g}", v);
+}
 
 // Range and choice checks shared by every source.
 std::optional<std::string> check(const KeySpec& spec, const Value& v) {
@@ -60,10 +71,10 @@ std::optional<std::string> check(const KeySpec& spec, const Value& v) {
             if (ranged && (s.count() < spec.min || s.count() > spec.max)) {
                 return fmt::format("{} is out of range for {}: expected {} to {}",
                                    util::format_duration_setting(s), spec.name,
-                                   util::format_duration_setting(std::chrono::seconds(
-                                       static_cast<std::int64_t>(spec.min))),
-                                   util::format_duration_setting(std::chrono::seconds(
-                                       static_cast<std::int64_t>(spec.max))));
+                                   util::format_duration_setting(
+                                       std::chrono::seconds(static_cast<std::int64_t>(spec.min))),
+                                   util::format_duration_setting(
+                                       std::chrono::seconds(static_cast<std::int64_t>(spec.max))));
             }
             return std::nullopt;
         }
@@ -84,7 +95,8 @@ std::optional<std::string> check(const KeySpec& spec, const Value& v) {
                                spec.choices,
                                near ? fmt::format(" (did you mean \"{}\"?)", *near) : "");
         }
-        default: return std::nullopt;
+        default:
+            return std::nullopt;
     }
 }
 
@@ -92,16 +104,24 @@ using Parsed = std::variant<Value, std::string>;
 
 std::string_view toml_type_name(toml::node_type t) {
     switch (t) {
-        case toml::node_type::table: return "a table";
-        case toml::node_type::array: return "an array";
-        case toml::node_type::string: return "a string";
-        case toml::node_type::integer: return "an integer";
-        case toml::node_type::floating_point: return "a floating-point number";
-        case toml::node_type::boolean: return "a boolean";
+        case toml::node_type::table:
+            return "a table";
+        case toml::node_type::array:
+            return "an array";
+        case toml::node_type::string:
+            return "a string";
+        case toml::node_type::integer:
+            return "an integer";
+        case toml::node_type::floating_point:
+            return "a floating-point number";
+        case toml::node_type::boolean:
+            return "a boolean";
         case toml::node_type::date:
         case toml::node_type::time:
-        case toml::node_type::date_time: return "a date/time";
-        case toml::node_type::none: break;
+        case toml::node_type::date_time:
+            return "a date/time";
+        case toml::node_type::none:
+            break;
     }
     return "nothing";
 }
@@ -145,7 +165,8 @@ Parsed from_toml(const KeySpec& spec, const toml::node& node) {
             for (const auto& el : *arr) {
                 auto s = el.value_exact<std::string>();
                 if (!s) {
-                    return fmt::format("wrong type for {}: expected an array of strings", spec.name);
+                    return fmt::format("wrong type for {}: expected an array of strings",
+                                       spec.name);
                 }
                 items.push_back(*s);
             }
@@ -169,7 +190,7 @@ std::string where_of(const toml::source_region& r, const std::string& file) {
 }
 
 class Loader {
-public:
+  public:
     Loader() {
         for (const auto& spec : config_keys()) {
             Setting s;
@@ -183,6 +204,8 @@ public:
                                            ": " + *err);
                 }
                 s.value = std::get<Value>(std::move(p));
+            } else if (spec.type == ValueType::kString || spec.type == ValueType::kPath) {
+                s.value = Value{std::string()};  // "" means "none" for text keys
             }
             settings_.push_back(std::move(s));
         }
@@ -223,18 +246,20 @@ public:
             if (!known) {
                 auto near = util::closest_match(key, sections, 3);
                 if (node.is_table()) {
-                    errors_.push_back(fmt::format("{}: unknown section [{}]{}", where, key,
-                                                  near ? fmt::format(" (did you mean [{}]?)", *near) : ""));
+                    errors_.push_back(
+                        fmt::format("{}: unknown section [{}]{}", where, key,
+                                    near ? fmt::format(" (did you mean [{}]?)", *near) : ""));
                 } else {
                     errors_.push_back(fmt::format("{}: `{}` must be inside a section such as [{}]",
-                                                  where, key, owner_section(key).value_or("backup")));
+                                                  where, key,
+                                                  owner_section(key).value_or("backup")));
                 }
                 continue;
             }
             const auto* table = node.as_table();
             if (table == nullptr) {
-                errors_.push_back(fmt::format("{}: `{}` must be a section ([{}]), not a value", where,
-                                              key, key));
+                errors_.push_back(
+                    fmt::format("{}: `{}` must be a section ([{}]), not a value", where, key, key));
                 continue;
             }
             for (const auto& [name, value] : *table) {
@@ -270,13 +295,15 @@ public:
     void cross_check() {
         // Compression level range depends on the codec; the default too.
         auto& level = settings_[index_of(*find_key("backup.compression_level"))];
-        const auto& codec = std::get<std::string>(*settings_[index_of(*find_key("backup.compression"))].value);
+        const auto& codec =
+            std::get<std::string>(*settings_[index_of(*find_key("backup.compression"))].value);
         std::int64_t max = codec == "gzip" ? 9 : 19;
         if (!level.value) {
             level.value = Value{std::int64_t{codec == "gzip" ? 6 : 3}};
         } else if (auto l = std::get<std::int64_t>(*level.value); l > max) {
-            errors_.push_back(fmt::format("{}: compression_level {} is out of range for {}: expected 1 to {}",
-                                          level.origin, l, codec, max));
+            errors_.push_back(
+                fmt::format("{}: compression_level {} is out of range for {}: expected 1 to {}",
+                            level.origin, l, codec, max));
         }
         ordered("health.disk_warn_threshold", "health.disk_crit_threshold");
         ordered("health.gpu_temp_warn", "health.gpu_temp_crit");
@@ -295,7 +322,7 @@ public:
 
     std::vector<std::string>& errors() { return errors_; }
 
-private:
+  private:
     static std::size_t index_of(const KeySpec& spec) {
         return static_cast<std::size_t>(&spec - config_keys().data());
     }
@@ -317,10 +344,12 @@ private:
             }
         }
         if (auto near = util::closest_match(name, names, 3)) {
-            return fmt::format("unknown key `{}` in [{}] (did you mean `{}`?)", name, section, *near);
+            return fmt::format("unknown key `{}` in [{}] (did you mean `{}`?)", name, section,
+                               *near);
         }
         if (auto owner = owner_section(name)) {
-            return fmt::format("unknown key `{}` in [{}] (it belongs in [{}])", name, section, *owner);
+            return fmt::format("unknown key `{}` in [{}] (it belongs in [{}])", name, section,
+                               *owner);
         }
         return fmt::format("unknown key `{}` in [{}]", name, section);
     }
@@ -329,13 +358,14 @@ private:
         const auto& w = settings_[index_of(*find_key(warn_key))];
         const auto& c = settings_[index_of(*find_key(crit_key))];
         auto num = [](const Value& v) {
-            return std::holds_alternative<double>(v) ? std::get<double>(v)
-                                                     : static_cast<double>(std::get<std::int64_t>(v));
+            return std::holds_alternative<double>(v)
+                       ? std::get<double>(v)
+                       : static_cast<double>(std::get<std::int64_t>(v));
         };
         if (num(*w.value) > num(*c.value)) {
-            errors_.push_back(fmt::format("{}: {} ({}) must not be above {} ({}, from {})", w.origin,
-                                          w.spec->name, fmt_num(num(*w.value)), c.spec->name,
-                                          fmt_num(num(*c.value)), c.origin));
+            errors_.push_back(fmt::format("{}: {} ({}) must not be above {} ({}, from {})",
+                                          w.origin, w.spec->name, fmt_num(num(*w.value)),
+                                          c.spec->name, fmt_num(num(*c.value)), c.origin));
         }
     }
 
@@ -347,11 +377,16 @@ private:
 
 std::string_view to_string(Source s) {
     switch (s) {
-        case Source::kDefault: return "default";
-        case Source::kFile: return "file";
-        case Source::kEnvFile: return "env-file";
-        case Source::kEnv: return "env";
-        case Source::kFlag: return "flag";
+        case Source::kDefault:
+            return "default";
+        case Source::kFile:
+            return "file";
+        case Source::kEnvFile:
+            return "env-file";
+        case Source::kEnv:
+            return "env";
+        case Source::kFlag:
+            return "flag";
     }
     return "?";
 }
@@ -383,7 +418,8 @@ std::variant<Value, std::string> parse_value(const KeySpec& spec, std::string_vi
             }
             case ValueType::kString:
             case ValueType::kPath:
-            case ValueType::kChoice: return Value{std::string(text)};
+            case ValueType::kChoice:
+                return Value{std::string(text)};
             case ValueType::kStringList: {
                 std::string s(text);
                 for (auto& c : s) {
@@ -391,8 +427,10 @@ std::variant<Value, std::string> parse_value(const KeySpec& spec, std::string_vi
                 }
                 return Value{util::split_ws(s)};
             }
-            case ValueType::kDuration: return Value{util::parse_duration(text, spec.plain_unit)};
-            case ValueType::kSize: return Value{Bytes{util::parse_size(text)}};
+            case ValueType::kDuration:
+                return Value{util::parse_duration(text, spec.plain_unit)};
+            case ValueType::kSize:
+                return Value{Bytes{util::parse_size(text)}};
         }
     } catch (const std::invalid_argument& e) {
         return fmt::format("{} for {}", e.what(), spec.name);
@@ -413,12 +451,14 @@ Config Config::load(const ConfigInputs& in) {
     if (named) {
         std::error_code ec;
         if (!std::filesystem::is_regular_file(*named, ec)) {
-            throw ConfigError(fmt::format("{}: config file not found{}", named->string(),
-                                          std::filesystem::exists(*named, ec) ? " (not a regular file)" : ""));
+            throw ConfigError(
+                fmt::format("{}: config file not found{}", named->string(),
+                            std::filesystem::exists(*named, ec) ? " (not a regular file)" : ""));
         }
         if (::access(named->c_str(), R_OK) != 0) {
-            throw ConfigError(fmt::format("{}: cannot read config file ({})", named->string(),
-                                          std::error_code(errno, std::generic_category()).message()));
+            throw ConfigError(
+                fmt::format("{}: cannot read config file ({})", named->string(),
+                            std::error_code(errno, std::generic_category()).message()));
         }
         cfg.file_ = *named;
     } else if (std::error_code ec; std::filesystem::exists(in.default_file, ec)) {
@@ -485,24 +525,32 @@ const T& typed(const Setting& s, std::string_view key) {
 }
 }  // namespace
 
-bool Config::boolean(std::string_view key) const { return typed<bool>(setting(key), key); }
+bool Config::boolean(std::string_view key) const {
+    return typed<bool>(setting(key), key);
+}
 std::int64_t Config::integer(std::string_view key) const {
     return typed<std::int64_t>(setting(key), key);
 }
-double Config::number(std::string_view key) const { return typed<double>(setting(key), key); }
+double Config::number(std::string_view key) const {
+    return typed<double>(setting(key), key);
+}
 const std::string& Config::str(std::string_view key) const {
     static const std::string kEmpty;
     const auto& s = setting(key);
     return s.value ? typed<std::string>(s, key) : kEmpty;
 }
-std::filesystem::path Config::path(std::string_view key) const { return str(key); }
+std::filesystem::path Config::path(std::string_view key) const {
+    return str(key);
+}
 const std::vector<std::string>& Config::list(std::string_view key) const {
     return typed<std::vector<std::string>>(setting(key), key);
 }
 std::chrono::seconds Config::duration(std::string_view key) const {
     return typed<std::chrono::seconds>(setting(key), key);
 }
-std::uint64_t Config::size(std::string_view key) const { return typed<Bytes>(setting(key), key).value; }
+std::uint64_t Config::size(std::string_view key) const {
+    return typed<Bytes>(setting(key), key).value;
+}
 bool Config::is_set(std::string_view key) const {
     const auto& s = setting(key);
     return s.value && !(std::holds_alternative<std::string>(*s.value) &&
@@ -514,12 +562,13 @@ std::string Config::display(const Setting& s) {
         return "";
     }
     if (s.spec->sensitivity == Sensitivity::kSecret) {
-        return std::holds_alternative<std::string>(*s.value) && std::get<std::string>(*s.value).empty()
+        return std::holds_alternative<std::string>(*s.value) &&
+                       std::get<std::string>(*s.value).empty()
                    ? ""
                    : "********";
     }
     return std::visit(
-        [](const auto& v) -> std::string {
+        [&s](const auto& v) -> std::string {
             using T = std::decay_t<decltype(v)>;
             if constexpr (std::is_same_v<T, bool>) {
                 return v ? "true" : "false";
@@ -532,6 +581,10 @@ std::string Config::display(const Setting& s) {
             } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
                 return util::join(v, " ");
             } else if constexpr (std::is_same_v<T, std::chrono::seconds>) {
+                // Day-valued keys (RETENTION_DAYS) read best in days.
+                if (s.spec->plain_unit == util::DurationUnit::kDays && v.count() % 86400 == 0) {
+                    return std::to_string(v.count() / 86400) + "d";
+                }
                 return util::format_duration_setting(v);
             } else {
                 return std::to_string(v.value);

@@ -50,7 +50,7 @@ struct ConfigInputs {
 };
 
 class Config {
-public:
+  public:
     // Throws ConfigError (exit 78) listing every problem, one per line, each
     // as `where: message`; flag problems throw UsageError (exit 64).
     static Config load(const ConfigInputs& in);
@@ -78,7 +78,7 @@ public:
     // Text form of a value as config show prints it (secrets masked).
     static std::string display(const Setting& s);
 
-private:
+  private:
     std::vector<Setting> settings_;
     std::optional<std::filesystem::path> file_;
 };

@@ -14,7 +14,7 @@ namespace mlk::core {
 enum class ValueType {
     kBool,
     kInt,
-    kNumber,      // floating point (percentages, ratios)
+    kNumber,  // floating point (percentages, ratios)
     kString,
     kPath,
     kChoice,      // one of KeySpec::choices ("a|b|c")

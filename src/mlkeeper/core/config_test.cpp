@@ -10,8 +10,8 @@
 namespace mlk::core {
 namespace {
 
-using ::testing::HasSubstr;
 using mlk::testing::TempDir;
+using ::testing::HasSubstr;
 
 ConfigInputs no_file() {
     ConfigInputs in;
@@ -117,7 +117,8 @@ TEST(Config, PrecedenceFlagOverEnvOverEnvFileOverFileOverDefault) {
                           "[backup]\nretention_days = 10\nmodel_dir = \"/file/models\"\n"
                           "backup_dir = \"/file/backups\"\nverify_backup = false\n"
                           "[gpu]\ntemp_threshold = 70\n");
-    auto envf = dir.write("ml.conf", "RETENTION_DAYS=11\nMODEL_DIR=/envfile/models\nBACKUP_DIR=\"/envfile/b\"\n");
+    auto envf = dir.write(
+        "ml.conf", "RETENTION_DAYS=11\nMODEL_DIR=/envfile/models\nBACKUP_DIR=\"/envfile/b\"\n");
     ConfigInputs in = no_file();
     in.file = file;
     in.env_file = envf;
@@ -155,8 +156,9 @@ TEST(Config, DurationsAcceptUnitsAndPlainNumbers) {
         auto in = no_file();
         in.env[c.env] = c.text;
         auto cfg = Config::load(in);
-        const auto* spec = find_key(std::string(c.env) == "RETENTION_DAYS" ? "backup.retention_days"
-                                                                            : "alerts.alert_cooldown");
+        const auto* spec =
+            find_key(std::string(c.env) == "RETENTION_DAYS" ? "backup.retention_days"
+                                                            : "alerts.alert_cooldown");
         EXPECT_EQ(cfg.duration(std::string(spec->section) + "." + std::string(spec->name)).count(),
                   c.seconds)
             << c.env << "=" << c.text;
@@ -165,7 +167,8 @@ TEST(Config, DurationsAcceptUnitsAndPlainNumbers) {
 
 TEST(Config, SizesAcceptDecimalBinaryAndBytes) {
     KeySpec spec{"t", "min_size", ValueType::kSize, "", "", 0, 0};
-    EXPECT_EQ(std::get<Bytes>(std::get<Value>(parse_value(spec, "500GB"))).value, 500'000'000'000ULL);
+    EXPECT_EQ(std::get<Bytes>(std::get<Value>(parse_value(spec, "500GB"))).value,
+              500'000'000'000ULL);
     EXPECT_EQ(std::get<Bytes>(std::get<Value>(parse_value(spec, "2GiB"))).value, 2ULL << 30);
     EXPECT_EQ(std::get<Bytes>(std::get<Value>(parse_value(spec, "4096"))).value, 4096ULL);
     EXPECT_TRUE(std::holds_alternative<std::string>(parse_value(spec, "lots")));
@@ -184,23 +187,28 @@ TEST(Config, KeyInTheWrongSectionSaysWhereItBelongs) {
     TempDir dir;
     ConfigInputs in = no_file();
     in.file = dir.write("c.toml", "[health]\ntemp_threshold = 70\n");
-    EXPECT_THAT(load_error(in), HasSubstr("unknown key `temp_threshold` in [health] (it belongs in [gpu])"));
+    EXPECT_THAT(load_error(in),
+                HasSubstr("unknown key `temp_threshold` in [health] (it belongs in [gpu])"));
 }
 
 TEST(Config, UnknownSectionSuggestsTheClosest) {
     TempDir dir;
     ConfigInputs in = no_file();
     in.file = dir.write("c.toml", "[bakup]\nmodel_dir = \"/m\"\n");
-    EXPECT_EQ(load_error(in), in.file->string() + ":1:2: unknown section [bakup] (did you mean [backup]?)");
+    EXPECT_EQ(load_error(in),
+              in.file->string() + ":1:2: unknown section [bakup] (did you mean [backup]?)");
 }
 
 TEST(Config, WrongTypeIsReportedWithLineAndColumn) {
     TempDir dir;
     ConfigInputs in = no_file();
-    in.file = dir.write("c.toml", "[backup]\nverify_backup = \"yes\"\n[gpu]\ntemp_threshold = 80.5\n");
+    in.file =
+        dir.write("c.toml", "[backup]\nverify_backup = \"yes\"\n[gpu]\ntemp_threshold = 80.5\n");
     auto err = load_error(in);
-    EXPECT_THAT(err, HasSubstr(in.file->string() + ":2:17: wrong type for verify_backup: expected a boolean"));
-    EXPECT_THAT(err, HasSubstr(in.file->string() + ":4:18: wrong type for temp_threshold: expected an integer"));
+    EXPECT_THAT(err, HasSubstr(in.file->string() +
+                               ":2:17: wrong type for verify_backup: expected a boolean"));
+    EXPECT_THAT(err, HasSubstr(in.file->string() +
+                               ":4:18: wrong type for temp_threshold: expected an integer"));
 }
 
 TEST(Config, OutOfRangeValuesAreRejected) {
@@ -214,28 +222,34 @@ TEST(Config, OutOfRangeValuesAreRejected) {
         {{{"COMPRESSION_LEVEL", "20"}}, "20 is out of range for compression_level"},
         {{{"RETENTION_DAYS", "-3"}}, "invalid duration"},
         {{{"RETENTION_DAYS", "0"}}, "out of range for retention_days"},
-        {{{"DISK_WARN_THRESHOLD", "150"}}, "150 is out of range for disk_warn_threshold: expected 0 to 100"},
+        {{{"DISK_WARN_THRESHOLD", "150"}},
+         "150 is out of range for disk_warn_threshold: expected 0 to 100"},
         {{{"MEMORY_THRESHOLD", "101"}}, "out of range for memory_threshold"},
         {{{"TEMP_THRESHOLD", "eighty"}}, "invalid integer \"eighty\" for temp_threshold"},
         {{{"VERIFY_BACKUP", "maybe"}}, "invalid boolean \"maybe\" for verify_backup"},
         {{{"S3_STORAGE_CLASS", "GLACER"}}, "(did you mean \"GLACIER\"?)"},
-        {{{"DISK_WARN_THRESHOLD", "95"}}, "disk_warn_threshold (95) must not be above disk_crit_threshold (90"},
+        {{{"DISK_WARN_THRESHOLD", "95"}},
+         "disk_warn_threshold (95) must not be above disk_crit_threshold (90"},
     };
     for (const auto& c : cases) {
         auto in = no_file();
         in.env = c.env;
         auto err = load_error(in);
         EXPECT_THAT(err, HasSubstr(c.expect)) << c.env.begin()->first;
-        EXPECT_THAT(err, HasSubstr("environment " + c.env.begin()->first + ": "));
+        auto var = c.env.contains("COMPRESSION_LEVEL") ? "COMPRESSION_LEVEL" : c.env.begin()->first;
+        EXPECT_THAT(err, HasSubstr("environment " + var + ": "));
     }
 }
 
 TEST(Config, OutOfRangeInFileCarriesLocation) {
     TempDir dir;
     ConfigInputs in = no_file();
-    in.file = dir.write("c.toml", "[backup]\ncompression = \"gzip\"\ncompression_level = 10\n[health]\ndisk_crit_threshold = 150\n");
+    in.file = dir.write("c.toml",
+                        "[backup]\ncompression = \"gzip\"\ncompression_level = "
+                        "10\n[health]\ndisk_crit_threshold = 150\n");
     auto err = load_error(in);
-    EXPECT_THAT(err, HasSubstr(in.file->string() + ":3:21: compression_level 10 is out of range for gzip"));
+    EXPECT_THAT(
+        err, HasSubstr(in.file->string() + ":3:21: compression_level 10 is out of range for gzip"));
     EXPECT_THAT(err, HasSubstr(in.file->string() + ":5:23: 150 is out of range"));
 }
 
@@ -297,7 +311,8 @@ TEST(Config, SecretsAreMasked) {
 
 TEST(EnvFile, ParsesTheSeedsConfFile) {
     auto entries = parse_env_text(
-        "# /etc/ml-automation.conf\nMODEL_DIR=/opt/ml/models\nexport BACKUP_DIR=\"/backup/my models\"\n"
+        "# /etc/ml-automation.conf\nMODEL_DIR=/opt/ml/models\nexport BACKUP_DIR=\"/backup/my "
+        "models\"\n"
         "\nALERT_EMAIL='ops@example.com'  # who\nRETENTION_DAYS=30 # days\nEMPTY=\n",
         "ml.conf");
     ASSERT_EQ(entries.size(), 5u);

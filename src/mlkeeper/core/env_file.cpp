@@ -57,7 +57,8 @@ std::vector<EnvEntry> parse_env_text(std::string_view text, const std::string& o
     std::size_t pos = 0;
     while (pos <= text.size()) {
         auto nl = text.find('\n', pos);
-        auto raw = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+        auto raw =
+            text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
         pos = nl == std::string_view::npos ? text.size() + 1 : nl + 1;
         ++lineno;
         auto line = util::trim(raw);

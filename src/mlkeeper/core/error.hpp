@@ -17,30 +17,32 @@ enum class ExitCode : int {
     kConfig = 78,   // EX_CONFIG: bad configuration
 };
 
-inline int to_int(ExitCode c) { return static_cast<int>(c); }
+inline int to_int(ExitCode c) {
+    return static_cast<int>(c);
+}
 
 // An error the caller cannot handle locally. The message is one line: what
 // failed, the path or value involved, and what to do about it.
 class Error : public std::runtime_error {
-public:
+  public:
     Error(ExitCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
     explicit Error(const std::string& message) : Error(ExitCode::kFailure, message) {}
 
     ExitCode code() const { return code_; }
 
-private:
+  private:
     ExitCode code_;
 };
 
 // Configuration problems (exit 78); the message starts with `where: `.
 class ConfigError : public Error {
-public:
+  public:
     explicit ConfigError(const std::string& message) : Error(ExitCode::kConfig, message) {}
 };
 
 // Command-line problems (exit 64).
 class UsageError : public Error {
-public:
+  public:
     explicit UsageError(const std::string& message) : Error(ExitCode::kUsage, message) {}
 };
 

@@ -5,15 +5,15 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/sinks/systemd_sink.h>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <spdlog/sinks/base_sink.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/sinks/syslog_sink.h>
-#include <spdlog/sinks/systemd_sink.h>
 
 #include "mlkeeper/util/time.hpp"
 
@@ -26,13 +26,13 @@ std::atomic<unsigned> g_reopen_generation{0};
 // Appends to a file; reopens it (by name) after request_log_reopen(), so a
 // rotated file is released and a fresh one started.
 class ReopenableFileSink final : public spdlog::sinks::base_sink<std::mutex> {
-public:
+  public:
     explicit ReopenableFileSink(std::filesystem::path path) : path_(std::move(path)) { open(); }
     ~ReopenableFileSink() override { close(); }
     bool is_open() const { return file_ != nullptr; }
     int open_errno() const { return open_errno_; }
 
-protected:
+  protected:
     void sink_it_(const spdlog::details::log_msg& msg) override {
         if (auto gen = g_reopen_generation.load(std::memory_order_relaxed); gen != generation_) {
             generation_ = gen;
@@ -53,7 +53,7 @@ protected:
         }
     }
 
-private:
+  private:
     void open() {
         std::error_code ec;
         if (path_.has_parent_path()) {
@@ -78,7 +78,7 @@ private:
 
 // One JSON object a line: ts, level, command, msg.
 class JsonFormatter final : public spdlog::formatter {
-public:
+  public:
     explicit JsonFormatter(std::string command) : command_(std::move(command)) {}
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
         nlohmann::json j;
@@ -98,7 +98,7 @@ public:
         return std::make_unique<JsonFormatter>(command_);
     }
 
-private:
+  private:
     std::string command_;
 };
 
@@ -120,11 +120,15 @@ bool stderr_is_journal() {
     return dev == st.st_dev && ino == st.st_ino;
 }
 
-void on_sighup(int /*sig*/) { request_log_reopen(); }
+void on_sighup(int /*sig*/) {
+    request_log_reopen();
+}
 
 }  // namespace
 
-void request_log_reopen() { g_reopen_generation.fetch_add(1, std::memory_order_relaxed); }
+void request_log_reopen() {
+    g_reopen_generation.fetch_add(1, std::memory_order_relaxed);
+}
 
 void install_sighup_reopen() {
     struct sigaction sa {};
@@ -178,7 +182,8 @@ bool init_logging(const LogOptions& opts) {
         }
     }
     if (opts.syslog) {
-        auto sys = std::make_shared<spdlog::sinks::syslog_sink_mt>(opts.ident, LOG_PID, LOG_USER, false);
+        auto sys =
+            std::make_shared<spdlog::sinks::syslog_sink_mt>(opts.ident, LOG_PID, LOG_USER, false);
         sinks.push_back(sys);
     }
 

@@ -2,9 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <spdlog/sinks/stdout_sinks.h>
 #include <csignal>
 #include <nlohmann/json.hpp>
-#include <spdlog/sinks/stdout_sinks.h>
 
 #include "support/temp_dir.hpp"
 
@@ -15,7 +15,7 @@ using mlk::testing::slurp;
 using mlk::testing::TempDir;
 
 class LoggingTest : public ::testing::Test {
-protected:
+  protected:
     void TearDown() override {
         spdlog::set_default_logger(std::make_shared<spdlog::logger>(
             "test", std::make_shared<spdlog::sinks::stderr_sink_mt>()));

@@ -15,6 +15,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string_view>
+#include <thread>
 
 namespace mlk::core {
 namespace fs = std::filesystem;
@@ -229,6 +230,31 @@ int64_t pragma_int(Database& db, std::string_view pragma) {
     return st.step() ? st.column_int64(0) : 0;
 }
 
+// Switches to WAL unless the file is already in it. The switch needs an exclusive lock and
+// SQLite reports SQLITE_BUSY for it without calling the busy handler, so when several
+// processes create the file at once the losers retry here for up to the busy timeout.
+void enable_wal(Database& db) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
+    while (true) {
+        try {
+            Statement st = db.prepare("PRAGMA journal_mode");
+            if (st.step() && st.column_text(0) == "wal") {
+                return;
+            }
+            st = db.prepare("PRAGMA journal_mode=WAL");
+            while (st.step()) {
+            }
+            return;
+        } catch (const SqliteError& e) {
+            if (e.primary_code() != SQLITE_BUSY || std::chrono::steady_clock::now() >= deadline) {
+                throw;
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
 std::string host_name() {
     std::array<char, HOST_NAME_MAX + 1> buf{};
     if (::gethostname(buf.data(), buf.size() - 1) != 0) {
@@ -329,15 +355,7 @@ StateStore::StateStore(const fs::path& db_file, Clock now)
         db_.set_close_checkpoint(CloseCheckpoint::kCheckpoint);
         // WAL lets readers run beside the one writer; on a file system without shared
         // memory support SQLite keeps the rollback journal, which is still correct.
-        {
-            Statement st = db_.prepare("PRAGMA journal_mode");
-            const std::string mode = st.step() ? st.column_text(0) : std::string();
-            if (mode != "wal") {
-                st = db_.prepare("PRAGMA journal_mode=WAL");
-                while (st.step()) {
-                }
-            }
-        }
+        enable_wal(db_);
         // NORMAL in WAL mode can lose the last commits on power loss but never corrupts.
         db_.exec("PRAGMA synchronous=NORMAL");
         db_.exec("PRAGMA foreign_keys=ON");

@@ -618,6 +618,8 @@ TEST(StateStore, AdviceQuotesPathsAndMentionsLeftoverWal) {
         << msg;
     EXPECT_NE(msg.find(file.string() + "-wal"), std::string::npos) << msg;
     EXPECT_EQ(read_bytes(file.string() + "-wal"), "leftover");
+    // The file never reached SQLite (it lacks the magic), so no shared-memory index appeared.
+    EXPECT_FALSE(fs::exists(file.string() + "-shm"));
 }
 
 TEST(StateStore, DamageInsideTheFileIsFoundByCheckIntegrity) {
@@ -685,6 +687,29 @@ TEST(StateStore, ForeignDatabaseIsRefused) {
     msg = open_error(app);
     EXPECT_NE(msg.find("another program"), std::string::npos) << msg;
     EXPECT_NE(msg.find("move it aside"), std::string::npos) << msg;
+}
+
+// A refused file is left exactly as found, including a write-ahead log that its owner has
+// not checkpointed yet (SQLite would otherwise fold it in when the connection closes).
+TEST(StateStore, RefusedFileKeepsItsWal) {
+    TempDir dir;
+    const fs::path live = dir.path() / "live.db";
+    const fs::path file = dir.path() / "copy.db";
+    {
+        Database owner(live, OpenMode::kReadWriteCreate);
+        owner.exec("PRAGMA journal_mode=WAL; CREATE TABLE notes (x TEXT)");
+        owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+        owner.exec("INSERT INTO notes VALUES ('not yet checkpointed')");
+        fs::copy_file(live, file);
+        fs::copy_file(live.string() + "-wal", file.string() + "-wal");
+    }
+    const std::string db_before = read_bytes(file);
+    const std::string wal_before = read_bytes(file.string() + "-wal");
+    ASSERT_FALSE(wal_before.empty());
+    const std::string msg = open_error(file);
+    EXPECT_NE(msg.find("not an mlkeeper state database"), std::string::npos) << msg;
+    EXPECT_TRUE(read_bytes(file) == db_before) << "the database was modified";
+    EXPECT_TRUE(read_bytes(file.string() + "-wal") == wal_before) << "the WAL was modified";
 }
 
 TEST(StateStore, PathThatIsADirectoryIsReported) {

@@ -8,22 +8,25 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#include <CLI/Version.hpp>
 #include <fmt/format.h>
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/version.h>
 #include <toml++/toml.h>
+#include <CLI/Version.hpp>
+#include <nlohmann/json.hpp>
 
 namespace mlk::core {
 
-std::string version() { return MLK_VERSION; }
+std::string version() {
+    return MLK_VERSION;
+}
 
 std::string version_text() {
     const auto* curl = curl_version_info(CURLVERSION_NOW);
     std::string out = fmt::format("mlkeeper {} (git {}, {} build)\n", MLK_VERSION, MLK_GIT_HASH,
                                   std::string(MLK_BUILD_TYPE).empty() ? "default" : MLK_BUILD_TYPE);
-    out += fmt::format("  libcurl {}, {}\n", curl->version, curl->ssl_version ? curl->ssl_version : "no TLS");
+    out += fmt::format("  libcurl {}, {}\n", curl->version,
+                       curl->ssl_version ? curl->ssl_version : "no TLS");
     out += fmt::format("  openssl {}\n", OpenSSL_version(OPENSSL_VERSION_STRING));
     out += fmt::format("  libarchive {}\n", archive_version_string());
     out += fmt::format("  zstd {}, zlib {}\n", ZSTD_versionString(), zlibVersion());

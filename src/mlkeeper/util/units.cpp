@@ -24,7 +24,7 @@ struct Decimal {
     bool whole_overflow = false;  // more than 2^64-1
 };
 
-std::uint64_t pow10(int n) {
+std::uint64_t pow10_u64(int n) {
     std::uint64_t p = 1;
     for (int i = 0; i < n; ++i) {
         p *= 10;
@@ -180,7 +180,7 @@ std::optional<std::uint64_t> size_unit_multiplier(const std::string& unit) {
     const std::string_view tail = std::string_view(unit).substr(1);
     const int exponent = static_cast<int>(power) + 1;
     if (tail.empty() || tail == "b") {
-        return pow10(3 * exponent);
+        return pow10_u64(3 * exponent);
     }
     if (tail == "i" || tail == "ib") {
         return std::uint64_t{1} << (10 * exponent);
@@ -254,7 +254,7 @@ std::chrono::seconds parse_duration(std::string_view text, DurationUnit plain_un
             throw_duration(text, "too large, expected at most 36525d (100 years)");
         }
         const auto unit = static_cast<U128>(unit_seconds);
-        const U128 scale = pow10(number->digits);
+        const U128 scale = pow10_u64(number->digits);
         const U128 fraction_part = number->fraction * unit;
         if (fraction_part % scale != 0 || number->fraction_cut) {
             throw_duration(text, "expected a whole number of seconds (e.g. 1.5m, not 1.5s)");
@@ -285,8 +285,9 @@ std::uint64_t parse_size(std::string_view text) {
     if (!s.empty() || !multiplier) {
         throw_size(text, kExpected);
     }
-    const U128 value = static_cast<U128>(number->whole) * *multiplier +
-                       static_cast<U128>(number->fraction) * *multiplier / pow10(number->digits);
+    const U128 value =
+        static_cast<U128>(number->whole) * *multiplier +
+        static_cast<U128>(number->fraction) * *multiplier / pow10_u64(number->digits);
     if (number->whole_overflow || value > UINT64_MAX) {
         throw_size(text, "too large, expected at most 16 EiB (2^64-1 bytes)");
     }
