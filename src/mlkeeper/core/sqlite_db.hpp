@@ -4,6 +4,7 @@
 // Database per thread (or guard it with a mutex, as StateStore does).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -20,7 +21,7 @@ namespace mlk::core {
 // A failed SQLite call. Keeps the (extended) result code and the bare SQLite reason so
 // callers can turn "file is not a database" into advice for the user.
 class SqliteError : public Error {
-public:
+  public:
     SqliteError(int extended_code, int system_errno, std::string reason, const std::string& message)
         : Error(ExitCode::kFailure, message),
           extended_code_(extended_code),
@@ -29,10 +30,10 @@ public:
 
     int primary_code() const { return extended_code_ & 0xff; }  // SQLITE_BUSY, SQLITE_NOTADB...
     int extended_code() const { return extended_code_; }        // SQLITE_IOERR_SHORT_READ...
-    int system_errno() const { return system_errno_; }          // errno of the failing syscall, or 0
-    const std::string& reason() const { return reason_; }       // e.g. "file is not a database"
+    int system_errno() const { return system_errno_; }     // errno of the failing syscall, or 0
+    const std::string& reason() const { return reason_; }  // e.g. "file is not a database"
 
-private:
+  private:
     int extended_code_;
     int system_errno_;
     std::string reason_;
@@ -53,7 +54,7 @@ enum class CloseCheckpoint {
 class Statement;
 
 class Database {
-public:
+  public:
     // Opening does not read the file yet: a corrupt file only fails on the first statement.
     Database(const std::filesystem::path& file, OpenMode mode);
     ~Database();
@@ -79,13 +80,13 @@ public:
     // Throws SqliteError for `rc` with the connection's message; `what` says what was tried.
     [[noreturn]] void fail(int rc, std::string_view what) const;
 
-private:
+  private:
     sqlite3* db_ = nullptr;
     std::filesystem::path path_;
 };
 
 class Statement {
-public:
+  public:
     Statement(Database& db, std::string_view sql);
     ~Statement();
     Statement(Statement&& other) noexcept;
@@ -112,7 +113,7 @@ public:
     double column_double(int index) const;
     std::string column_text(int index) const;
 
-private:
+  private:
     Database* db_ = nullptr;
     sqlite3_stmt* stmt_ = nullptr;
 };
@@ -125,7 +126,7 @@ enum class TransactionKind {
 
 // BEGIN on construction; ROLLBACK on destruction unless commit() succeeded.
 class Transaction {
-public:
+  public:
     explicit Transaction(Database& db, TransactionKind kind = TransactionKind::kImmediate);
     ~Transaction();
     Transaction(const Transaction&) = delete;
@@ -133,7 +134,7 @@ public:
 
     void commit();
 
-private:
+  private:
     Database& db_;
     bool done_ = false;
 };

@@ -75,6 +75,12 @@ std::string shell_quote(const std::string& s) {
     return out;
 }
 
+// The directory holding `file`, spelled so it can be shown to a user ("." for a bare name).
+std::string dir_of(const fs::path& file) {
+    const fs::path dir = file.parent_path();
+    return dir.empty() ? std::string(".") : dir.string();
+}
+
 std::string one_line(std::string s) {
     for (char& c : s) {
         if (c == '\n' || c == '\r') {
@@ -122,11 +128,11 @@ std::string reason_of(const SqliteError& e) {
         case SQLITE_PERM:
         case SQLITE_READONLY:
         case SQLITE_AUTH:
-            throw Error(ExitCode::kFailure,
-                        "state database " + p + " cannot be opened for writing (" + reason +
-                            "); check the permissions of " + shell_quote(p) + " and " +
-                            shell_quote(file.parent_path().string()) +
-                            ", or run mlkeeper as the user that owns them");
+            throw Error(ExitCode::kFailure, "state database " + p +
+                                                " cannot be opened for writing (" + reason +
+                                                "); check the permissions of " + shell_quote(p) +
+                                                " and " + shell_quote(dir_of(file)) +
+                                                ", or run mlkeeper as the user that owns them");
         case SQLITE_BUSY:
         case SQLITE_LOCKED:
             throw Error(ExitCode::kFailure,
@@ -307,7 +313,9 @@ fs::path StateStore::default_dir() {
     return default_dir(::geteuid(), env("XDG_STATE_HOME"), home);
 }
 
-int StateStore::latest_schema_version() { return static_cast<int>(kMigrations.size()); }
+int StateStore::latest_schema_version() {
+    return static_cast<int>(kMigrations.size());
+}
 
 StateStore::StateStore(const fs::path& db_file, Clock now)
     : path_(db_file), clock_(std::move(now)), db_(open_database(db_file)) {
@@ -328,15 +336,13 @@ StateStore::StateStore(const fs::path& db_file, Clock now)
         const int64_t app_id = pragma_int(db_, "application_id");
         if (app_id != 0 && app_id != kApplicationId) {
             throw Error(ExitCode::kFailure,
-                        "state database " + p +
-                            " belongs to another program (application_id " +
+                        "state database " + p + " belongs to another program (application_id " +
                             std::to_string(app_id) + "); " + move_aside_advice(path_));
         }
         if (app_id == 0 && version == 0 && tables > 0) {
-            throw Error(ExitCode::kFailure, "state database " + p +
-                                                " is not an mlkeeper state database (it holds " +
-                                                std::to_string(tables) + " other tables); " +
-                                                move_aside_advice(path_));
+            throw Error(ExitCode::kFailure,
+                        "state database " + p + " is not an mlkeeper state database (it holds " +
+                            std::to_string(tables) + " other tables); " + move_aside_advice(path_));
         }
         if (version > latest_schema_version()) {
             throw Error(ExitCode::kFailure,
@@ -349,7 +355,7 @@ StateStore::StateStore(const fs::path& db_file, Clock now)
                         "state database " + p +
                             " cannot be opened for writing (opened read-only); check the "
                             "permissions of " +
-                            shell_quote(p) + " and " + shell_quote(path_.parent_path().string()) +
+                            shell_quote(p) + " and " + shell_quote(dir_of(path_)) +
                             ", or run mlkeeper as the user that owns them");
         }
         db_.set_close_checkpoint(CloseCheckpoint::kCheckpoint);
@@ -390,7 +396,7 @@ void StateStore::migrate() {
             }
         }
     } catch (const SqliteError& e) {
-        throw_mapped(e, path_, "updating its schema");
+        rethrow(e, "updating its schema");
     }
 }
 
@@ -469,8 +475,8 @@ std::vector<RunRecord> StateStore::recent_runs(std::size_t limit,
     if (limit == 0) {
         return out;
     }
-    const auto sql_limit = static_cast<int64_t>(
-        std::min<std::size_t>(limit, static_cast<std::size_t>(std::numeric_limits<int64_t>::max())));
+    const auto sql_limit = static_cast<int64_t>(std::min<std::size_t>(
+        limit, static_cast<std::size_t>(std::numeric_limits<int64_t>::max())));
     std::lock_guard lock(mutex_);
     try {
         std::string sql =

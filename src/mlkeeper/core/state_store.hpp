@@ -43,7 +43,7 @@ struct IntegrityReport {
 };
 
 class StateStore {
-public:
+  public:
     using Clock = std::function<std::chrono::system_clock::time_point()>;
 
     // Where the state lives by default: /var/lib/mlkeeper for root, else
@@ -69,8 +69,8 @@ public:
     // Records how run `id` ended. `summary` must be a JSON object or null.
     void end_run(int64_t id, int exit_code, const nlohmann::json& summary);
     // Newest first (by start time, then id); at most `limit` rows, only `command` if given.
-    std::vector<RunRecord> recent_runs(std::size_t limit,
-                                       std::optional<std::string_view> command = std::nullopt) const;
+    std::vector<RunRecord> recent_runs(
+        std::size_t limit, std::optional<std::string_view> command = std::nullopt) const;
 
     std::optional<std::string> kv_get(std::string_view key) const;
     void kv_set(std::string_view key, std::string_view value);
@@ -86,7 +86,7 @@ public:
     // use it while other threads use this store.
     Database& db() { return db_; }
 
-private:
+  private:
     void migrate();
     [[noreturn]] void rethrow(const SqliteError& e, std::string_view doing) const;
     std::chrono::system_clock::time_point now() const;

@@ -37,7 +37,7 @@ using std::chrono::system_clock;
 // A private directory under the test temp dir, removed (with its permissions restored
 // first, since some tests lock it down) when the test ends.
 class TempDir {
-public:
+  public:
     TempDir() {
         std::string templ = (fs::path(::testing::TempDir()) / "mlk_state_XXXXXX").string();
         if (::mkdtemp(templ.data()) == nullptr) {
@@ -58,7 +58,7 @@ public:
     TempDir& operator=(const TempDir&) = delete;
     const fs::path& path() const { return path_; }
 
-private:
+  private:
     fs::path path_;
 };
 
@@ -253,8 +253,7 @@ TEST(SqliteDb, MoveKeepsOneOwner) {
 
 TEST(StateStoreDefaultDir, FollowsRootXdgHomeOrder) {
     EXPECT_EQ(StateStore::default_dir(0, "/x", "/home/u"), fs::path("/var/lib/mlkeeper"));
-    EXPECT_EQ(StateStore::default_dir(1000, "/x/state", "/home/u"),
-              fs::path("/x/state/mlkeeper"));
+    EXPECT_EQ(StateStore::default_dir(1000, "/x/state", "/home/u"), fs::path("/x/state/mlkeeper"));
     EXPECT_EQ(StateStore::default_dir(1000, std::nullopt, "/home/u"),
               fs::path("/home/u/.local/state/mlkeeper"));
     EXPECT_EQ(StateStore::default_dir(1000, "", "/home/u"),
@@ -301,8 +300,9 @@ TEST(StateStore, FreshDatabaseGetsLatestSchemaAndWal) {
     EXPECT_EQ(raw_query(file, "PRAGMA user_version"),
               std::to_string(StateStore::latest_schema_version()));
     EXPECT_EQ(raw_query(file, "PRAGMA application_id"), "1296845651");
-    EXPECT_EQ(raw_query(file, "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master "
-                              "WHERE type = 'index' AND name LIKE 'runs_%' ORDER BY name)"),
+    EXPECT_EQ(raw_query(file,
+                        "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master "
+                        "WHERE type = 'index' AND name LIKE 'runs_%' ORDER BY name)"),
               "runs_command_started_at,runs_started_at");
     EXPECT_EQ(raw_query(file, "SELECT count(*) FROM kv"), "0");
 }
@@ -328,19 +328,16 @@ TEST(StateStore, EmptyFileBecomesANewDatabase) {
 TEST(StateStore, BeginEndRoundTrip) {
     TempDir dir;
     StateStore store(dir.path() / "state.db");
-    const std::vector<std::string> args = {"backup",
-                                           "--name",
-                                           "my model v2",
-                                           "it's \"quoted\"",
-                                           "back\\slash",
-                                           "line\nbreak",
-                                           "",
-                                           "ünïcødé ✓ 模型 🚀"};
+    const std::vector<std::string> args = {
+        "backup",      "--name", "my model v2",     "it's \"quoted\"", "back\\slash",
+        "line\nbreak", "",       "ünïcødé ✓ 模型 🚀"};
     const auto before = system_clock::now();
     const int64_t id = store.begin_run("backup", args);
-    const nlohmann::json summary = {
-        {"files", 12}, {"bytes", 123456789012LL}, {"ok", true}, {"target", "s3://b/ü"},
-        {"warnings", nlohmann::json::array({"slow disk"})}};
+    const nlohmann::json summary = {{"files", 12},
+                                    {"bytes", 123456789012LL},
+                                    {"ok", true},
+                                    {"target", "s3://b/ü"},
+                                    {"warnings", nlohmann::json::array({"slow disk"})}};
     store.end_run(id, 2, summary);
     const auto after = system_clock::now();
 
@@ -413,7 +410,7 @@ TEST(StateStore, NewestFirstWithLimitAndCommandFilter) {
     StateStore store(dir.path() / "state.db", [&] {
         return system_clock::time_point(milliseconds(times[std::min(next++, times.size() - 1)]));
     });
-    const std::vector<std::string> commands = {"backup", "health", "backup",
+    const std::vector<std::string> commands = {"backup", "health",  "backup",
                                                "backup", "cleanup", "health"};
     std::vector<int64_t> ids;
     for (const auto& c : commands) {
@@ -500,7 +497,8 @@ TEST(StateStore, RunLeftOpenByACrashHasNoExitCode) {
 TEST(StateStore, KeyValue) {
     TempDir dir;
     int64_t t = 1000;
-    StateStore store(dir.path() / "state.db", [&] { return system_clock::time_point(milliseconds(t)); });
+    StateStore store(dir.path() / "state.db",
+                     [&] { return system_clock::time_point(milliseconds(t)); });
     EXPECT_FALSE(store.kv_get("missing").has_value());
     store.kv_set("k", "v1");
     EXPECT_EQ(store.kv_get("k"), "v1");
@@ -613,8 +611,7 @@ TEST(StateStore, AdviceQuotesPathsAndMentionsLeftoverWal) {
     write_bytes(file, std::string(4096, 'x'));
     write_bytes(file.string() + "-wal", "leftover");
     const std::string msg = open_error(file);
-    EXPECT_NE(msg.find("mv '" + file.string() + "' '" + file.string() + ".bad'"),
-              std::string::npos)
+    EXPECT_NE(msg.find("mv '" + file.string() + "' '" + file.string() + ".bad'"), std::string::npos)
         << msg;
     EXPECT_NE(msg.find(file.string() + "-wal"), std::string::npos) << msg;
     EXPECT_EQ(read_bytes(file.string() + "-wal"), "leftover");
@@ -731,8 +728,8 @@ TEST(StateStore, ParentThatIsAFileIsReported) {
         << msg;
     // One level deeper mkdir fails outright.
     const std::string deeper = open_error(dir.path() / "plain" / "sub" / "state.db");
-    EXPECT_NE(deeper.find("cannot create state directory " + (dir.path() / "plain" / "sub").string() +
-                          " (Not a directory)"),
+    EXPECT_NE(deeper.find("cannot create state directory " +
+                          (dir.path() / "plain" / "sub").string() + " (Not a directory)"),
               std::string::npos)
         << deeper;
 }
@@ -751,8 +748,8 @@ std::string open_error_as_unprivileged(const fs::path& file) {
     }
     if (child == 0) {
         ::close(fds[0]);
-        if (::geteuid() == 0 && (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 ||
-                                 ::setuid(65534) != 0)) {
+        if (::geteuid() == 0 &&
+            (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0)) {
             ::_exit(77);
         }
         std::string msg = "<no error>";
@@ -802,8 +799,8 @@ TEST(StateStore, UnreadableDirectoryIsReported) {
 
 TEST(StateStore, UncreatableDirectoryIsReported) {
     TempDir dir;
-    fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_exec |
-                                    fs::perms::others_exec);
+    fs::permissions(dir.path(),
+                    fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
     const std::string msg = open_error_as_unprivileged(dir.path() / "new" / "state.db");
     if (msg == "<skip>") {
         GTEST_SKIP() << "cannot drop privileges";
