@@ -35,6 +35,7 @@ struct Globals {
     std::string config;
     std::string env_file;
     bool quiet = false;
+    bool verbose = false;
     bool no_color = false;
     bool version = false;
 };
@@ -59,7 +60,10 @@ core::LogOptions log_options(const core::Config& cfg, const Command& cmd, const 
         cfg.str("log.log_format") == "json" ? core::LogFormat::kJson : core::LogFormat::kText;
     o.color = g.no_color || std::getenv("NO_COLOR") != nullptr ? core::ColorMode::kNever
                                                                : core::ColorMode::kAuto;
-    o.stderr_mode = g.quiet ? core::StderrMode::kQuiet : core::StderrMode::kNormal;
+    bool verbose = g.verbose || cfg.setting("log.log_level").source != core::Source::kDefault;
+    o.stderr_mode = g.quiet   ? core::StderrMode::kQuiet
+                    : verbose ? core::StderrMode::kVerbose
+                              : core::StderrMode::kNormal;
     if (cfg.is_set("log.log_file")) {
         o.file = cfg.path("log.log_file");
     } else if (::geteuid() == 0 && !cmd.root_log_file.empty()) {
@@ -104,7 +108,9 @@ int run(int argc, char** argv) {
     globals.bind(app, "--log-file", "log.log_file", "Also log to this file")->type_name("FILE");
     globals.bind(app, "--log-format", "log.log_format", "text or json (one object a line)")
         ->type_name("FORMAT");
-    app.add_flag("-q,--quiet", g.quiet, "Only warnings and errors on stderr");
+    app.add_flag("-q,--quiet", g.quiet, "Only errors on stderr");
+    app.add_flag("-v,--verbose", g.verbose,
+                 "Also info lines on stderr (they always go to the log)");
     app.add_flag("--no-color", g.no_color, "No colour (also: NO_COLOR set)");
 
     struct Entry {

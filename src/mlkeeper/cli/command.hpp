@@ -92,5 +92,13 @@ const std::vector<Command>& commands();
 // One entry per file: cmd_<name>.cpp.
 Command config_command();
 Command history_command();
+Command backup_command();
+Command verify_command();
+Command restore_command();
+Command backups_command();
+
+// Verifies archives and prints the results (shared by `verify` and
+// `backup --verify`); returns 0, or 2 when any archive is bad.
+int run_verify(const std::vector<std::string>& archives, bool json, Context& ctx);
 
 }  // namespace mlk::cli

@@ -301,7 +301,9 @@ class Loader {
         if (!level.value) {
             level.value = Value{std::int64_t{codec == "gzip" ? 6 : 3}};
         } else if (auto l = std::get<std::int64_t>(*level.value); l > max) {
-            errors_.push_back(
+            // Given on the command line, it is a usage error (exit 64).
+            auto& sink = level.source == Source::kFlag ? usage_errors_ : errors_;
+            sink.push_back(
                 fmt::format("{}: compression_level {} is out of range for {}: expected 1 to {}",
                             level.origin, l, codec, max));
         }
@@ -310,6 +312,9 @@ class Loader {
     }
 
     std::vector<Setting> finish() {
+        if (!usage_errors_.empty()) {
+            throw UsageError(usage_errors_.front());
+        }
         if (!errors_.empty()) {
             std::string all;
             for (const auto& e : errors_) {
@@ -371,6 +376,7 @@ class Loader {
 
     std::vector<Setting> settings_;
     std::vector<std::string> errors_;
+    std::vector<std::string> usage_errors_;
 };
 
 }  // namespace

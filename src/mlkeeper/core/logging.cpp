@@ -163,8 +163,15 @@ bool init_logging(const LogOptions& opts) {
             opts.color == ColorMode::kNever ? spdlog::color_mode::never
                                             : spdlog::color_mode::automatic);
         apply_format(err, "%^%l%$: %v");
-        if (opts.stderr_mode == StderrMode::kQuiet) {
-            err->set_level(spdlog::level::warn);
+        switch (opts.stderr_mode) {
+            case StderrMode::kQuiet:
+                err->set_level(spdlog::level::err);
+                break;
+            case StderrMode::kNormal:
+                err->set_level(std::max(opts.level, spdlog::level::warn));
+                break;
+            case StderrMode::kVerbose:
+                break;
         }
         sinks.push_back(err);
     }

@@ -14,7 +14,10 @@ namespace mlk::core {
 
 enum class LogFormat { kText, kJson };
 enum class ColorMode { kAuto, kNever };
-enum class StderrMode { kNormal, kQuiet };  // kQuiet: only warnings and worse on stderr
+// What reaches stderr on a terminal or pipe (the journal always gets `level`):
+// kQuiet errors only, kNormal warnings and errors (a command's result goes
+// to stdout, its info lines to the log file), kVerbose everything at `level`.
+enum class StderrMode { kQuiet, kNormal, kVerbose };
 
 struct LogOptions {
     spdlog::level::level_enum level = spdlog::level::info;

@@ -146,3 +146,47 @@ Clock::time_point from_unix_ms(std::int64_t ms) {
 }
 
 }  // namespace mlk::util
+
+namespace mlk::util {
+
+std::optional<Clock::time_point> parse_iso8601_utc(std::string_view text) {
+    std::string s(text);
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, consumed = 0;
+    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec,
+                    &consumed) != 6 ||
+        consumed != 19) {
+        return std::nullopt;
+    }
+    std::string_view rest = std::string_view(s).substr(19);
+    std::int64_t ms = 0;
+    if (!rest.empty() && rest.front() == '.') {
+        std::size_t i = 1;
+        int digits = 0;
+        for (; i < rest.size() && rest[i] >= '0' && rest[i] <= '9'; ++i, ++digits) {
+            if (digits < 3) {
+                ms = ms * 10 + (rest[i] - '0');
+            }
+        }
+        if (digits == 0) {
+            return std::nullopt;
+        }
+        for (int k = digits; k < 3; ++k) {
+            ms *= 10;
+        }
+        rest = rest.substr(i);
+    }
+    if (rest != "Z" || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) {
+        return std::nullopt;
+    }
+    std::tm tm{};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    std::time_t t = ::timegm(&tm);
+    return from_unix_ms(static_cast<std::int64_t>(t) * 1000 + ms);
+}
+
+}  // namespace mlk::util

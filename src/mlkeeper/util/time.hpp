@@ -40,3 +40,8 @@ std::int64_t to_unix_ms(Clock::time_point tp);
 Clock::time_point from_unix_ms(std::int64_t ms);
 
 }  // namespace mlk::util
+
+namespace mlk::util {
+// Inverse of iso8601_utc(): "2026-11-22T14:30:00Z" or with ".123" milliseconds.
+std::optional<Clock::time_point> parse_iso8601_utc(std::string_view text);
+}  // namespace mlk::util

@@ -195,3 +195,21 @@ TEST(UnixMs, ClampsInsteadOfOverflowing) {
 
 }  // namespace
 }  // namespace mlk::util
+
+namespace mlk::util {
+namespace {
+
+TEST(Iso8601, RoundTripsAndRejectsJunk) {
+    auto tp = from_unix_ms(1'795'000'000'123);
+    auto text = iso8601_utc(tp);
+    ASSERT_TRUE(parse_iso8601_utc(text).has_value());
+    EXPECT_EQ(to_unix_ms(*parse_iso8601_utc(text)), 1'795'000'000'123);
+    EXPECT_EQ(to_unix_ms(*parse_iso8601_utc("1970-01-01T00:00:01Z")), 1000);
+    for (const char* bad : {"", "2026-11-22", "2026-11-22T14:30:00", "2026-13-01T00:00:00Z",
+                            "2026-11-22T14:30:00.Z", "2026-11-22T14:30:00Zjunk"}) {
+        EXPECT_FALSE(parse_iso8601_utc(bad).has_value()) << bad;
+    }
+}
+
+}  // namespace
+}  // namespace mlk::util

@@ -1,0 +1,203 @@
+#include "mlkeeper/backup/create.hpp"
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <set>
+#include <system_error>
+
+#include "mlkeeper/backup/checksums.hpp"
+#include "mlkeeper/backup/tar_writer.hpp"
+#include "mlkeeper/util/atomic_file.hpp"
+#include "mlkeeper/util/sha256.hpp"
+#include "mlkeeper/util/time.hpp"
+
+namespace mlk::backup {
+namespace {
+
+// Compressed bytes go to the temp file and through SHA-256 on the way.
+class HashingFileSink final : public ByteSink {
+  public:
+    explicit HashingFileSink(util::AtomicFileWriter& file) : file_(file) {}
+    void write(const void* data, std::size_t n) override {
+        sha_.update(data, n);
+        file_.write(std::string_view(static_cast<const char*>(data), n));
+        bytes_ += n;
+    }
+    std::uint64_t bytes() const { return bytes_; }
+    std::string finish_hex() { return sha_.finish_hex(); }
+
+  private:
+    util::AtomicFileWriter& file_;
+    util::Sha256 sha_;
+    std::uint64_t bytes_ = 0;
+};
+
+std::int64_t mtime_ns(const struct stat& st) {
+    return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+std::string host_name() {
+    char buf[256] = {};
+    ::gethostname(buf, sizeof buf - 1);
+    return buf;
+}
+
+}  // namespace
+
+ScanResult scan_source(const std::filesystem::path& source, const Manifest* parent,
+                       const std::string& parent_archive) {
+    ScanResult r;
+    std::optional<ManifestIndex> index;
+    if (parent != nullptr) {
+        index.emplace(*parent);
+    }
+    std::set<std::string> unchanged_paths;
+    auto root = source.filename().empty() ? source.parent_path().filename() : source.filename();
+    util::walk_tree(
+        source, root.string(),
+        [&](const util::WalkEntry& e) {
+            const auto& st = e.st;
+            if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+                r.skipped.push_back(e.rel + ": special file (socket, fifo or device) not archived");
+                return util::WalkAction::kContinue;
+            }
+            ScanItem item{e, nullptr};
+            if (S_ISREG(st.st_mode)) {
+                ++r.files;
+                auto size = static_cast<std::uint64_t>(st.st_size);
+                r.bytes_total += size;
+                const ManifestEntry* prev = index ? index->find(e.rel) : nullptr;
+                // A hard link stored as a link: unchanged if the file it
+                // shares (walked earlier, in the same order) is unchanged.
+                const ManifestEntry* content = prev;
+                if (prev != nullptr && prev->type == EntryType::kHardlink) {
+                    content = unchanged_paths.contains(prev->target) ? index->find(prev->target)
+                                                                     : nullptr;
+                }
+                if (content != nullptr && content->type == EntryType::kFile &&
+                    content->size == size && content->mtime_ns == mtime_ns(st) &&
+                    content->ino == st.st_ino) {
+                    item.unchanged = prev;
+                    unchanged_paths.insert(e.rel);
+                    ++r.unchanged_files;
+                } else {
+                    r.bytes_to_read += size;
+                }
+            }
+            r.items.push_back(std::move(item));
+            return util::WalkAction::kContinue;
+        },
+        [&](const util::WalkError& err) {
+            r.skipped.push_back(
+                fmt::format("{}: {}", err.path.string(),
+                            std::error_code(err.error, std::generic_category()).message()));
+        });
+    (void)parent_archive;
+    return r;
+}
+
+std::filesystem::path next_archive_path(const std::filesystem::path& dest, Codec codec,
+                                        std::chrono::system_clock::time_point now) {
+    auto base = "models_backup_" + util::filename_timestamp(now);
+    auto ext = std::string(extension(codec));
+    auto candidate = dest / (base + ext);
+    for (int n = 2; std::filesystem::exists(candidate) ||
+                    std::filesystem::exists(manifest_path_for(candidate));
+         ++n) {
+        candidate = dest / fmt::format("{}_{}{}", base, n, ext);
+    }
+    return candidate;
+}
+
+CreateResult create_archive(const CreateOptions& opts, const ScanResult& scan,
+                            const std::filesystem::path& archive,
+                            std::chrono::system_clock::time_point now) {
+    auto started = std::chrono::steady_clock::now();
+    CreateResult result;
+    result.archive = archive;
+    auto& m = result.manifest;
+    m.archive = archive.filename().string();
+    m.created_at = util::iso8601_utc(now);
+    m.host = host_name();
+    m.tool.version = opts.tool_version;
+    m.source = std::filesystem::absolute(opts.source).lexically_normal().string();
+    m.root = scan.items.empty() ? std::string() : scan.items.front().entry.rel;
+    m.compression.codec = std::string(codec_name(opts.codec));
+    m.compression.level = opts.level;
+    m.kind = opts.kind;
+    if (opts.kind == BackupKind::kIncremental) {
+        m.parent = opts.parent_archive;
+    }
+
+    util::AtomicFileWriter file(archive, 0640);
+    HashingFileSink sink(file);
+    auto compressor = make_compressor(opts.codec, opts.level, opts.threads, sink);
+    TarWriter tar(*compressor);
+    util::Progress progress(fmt::format("backup {}", m.archive), scan.bytes_to_read, opts.progress);
+    tar.set_progress([&](std::uint64_t n) {
+        result.bytes_read += n;
+        progress.advance(n);
+    });
+
+    m.entries.reserve(scan.items.size());
+    for (const auto& item : scan.items) {
+        const auto& e = item.entry;
+        if (item.unchanged != nullptr && item.unchanged->type == EntryType::kHardlink) {
+            ManifestEntry link;
+            tar.add_hardlink(e.rel, item.unchanged->target, e.st, link);
+            m.entries.push_back(std::move(link));
+            continue;
+        }
+        if (item.unchanged != nullptr) {
+            ManifestEntry kept = *item.unchanged;
+            kept.mode = e.st.st_mode & 07777;
+            kept.uid = e.st.st_uid;
+            kept.gid = e.st.st_gid;
+            if (!kept.stored_in) {
+                kept.stored_in = opts.parent_archive;
+            }
+            m.entries.push_back(std::move(kept));
+            continue;
+        }
+        ManifestEntry entry;
+        try {
+            if (tar.add(e.path.string(), e.rel, e.st, entry) == ReadOutcome::kChanged) {
+                m.changed_during_backup.push_back(e.rel);
+            }
+        } catch (const std::system_error& err) {
+            if (err.code().value() == ENOENT) {
+                m.changed_during_backup.push_back(e.rel);  // vanished since the scan
+                continue;
+            }
+            throw;
+        }
+        m.entries.push_back(std::move(entry));
+    }
+    tar.close();
+    compressor->finish();
+    progress.finish();
+
+    m.archive_size = sink.bytes();
+    m.archive_sha256 = sink.finish_hex();
+    m.totals = compute_totals(m.entries);
+
+    // Manifest first: a crash before the rename below leaves only an
+    // orphan manifest, which the next run removes; never an archive
+    // without its manifest.
+    auto manifest_file = manifest_path_for(archive);
+    write_manifest(manifest_file, m, 0640);
+    try {
+        file.commit();
+    } catch (...) {
+        std::error_code ec;
+        std::filesystem::remove(manifest_file, ec);
+        throw;
+    }
+    upsert_checksum(archive.parent_path() / "checksums.txt", m.archive, m.archive_sha256);
+    result.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return result;
+}
+
+}  // namespace mlk::backup

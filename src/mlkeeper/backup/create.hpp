@@ -1,0 +1,73 @@
+// Creating one backup archive: scan the source tree (deciding, for an
+// incremental backup, which files are unchanged since the parent), then
+// stream it into `<dest>/<name>` through tar + compression, hashing as it
+// goes, and publish archive, manifest and checksum line crash-safely.
+// Thread safety: one backup per destination at a time (the caller locks).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "mlkeeper/backup/codec.hpp"
+#include "mlkeeper/backup/manifest.hpp"
+#include "mlkeeper/util/progress.hpp"
+#include "mlkeeper/util/walk.hpp"
+
+namespace mlk::backup {
+
+struct ScanItem {
+    util::WalkEntry entry;
+    const ManifestEntry* unchanged = nullptr;  // incremental: the parent's entry for this file
+};
+
+struct ScanResult {
+    std::vector<ScanItem> items;
+    std::uint64_t files = 0;
+    std::uint64_t bytes_total = 0;    // all regular file bytes in the tree
+    std::uint64_t bytes_to_read = 0;  // what this backup must read (changed files only)
+    std::uint64_t unchanged_files = 0;
+    std::vector<std::string> skipped;  // "path: reason" (special files, vanished entries)
+};
+
+// Walks `source` (stored as its own base name). For an incremental scan,
+// `parent` is the previous manifest of the same source and
+// `parent_archive` its file name. Throws std::system_error if the source
+// cannot be read at all.
+ScanResult scan_source(const std::filesystem::path& source, const Manifest* parent,
+                       const std::string& parent_archive);
+
+struct CreateOptions {
+    std::filesystem::path source;
+    std::filesystem::path dest;
+    Codec codec = Codec::kZstd;
+    int level = 3;
+    unsigned threads = 0;  // 0: all cores
+    BackupKind kind = BackupKind::kFull;
+    const Manifest* parent = nullptr;  // required for kIncremental
+    std::string parent_archive;
+    util::ProgressMode progress = util::ProgressMode::kAuto;
+    std::string tool_version;
+};
+
+struct CreateResult {
+    std::filesystem::path archive;
+    Manifest manifest;
+    std::uint64_t bytes_read = 0;
+    double seconds = 0;
+};
+
+// "models_backup_YYYYMMDD_HHMMSS" + extension; a "_N" suffix is added when
+// that name is taken (two backups within one second).
+std::filesystem::path next_archive_path(const std::filesystem::path& dest, Codec codec,
+                                        std::chrono::system_clock::time_point now);
+
+// Writes the archive at `archive` (atomically), then its manifest and the
+// checksums.txt line. On any failure nothing new is left in `dest`.
+CreateResult create_archive(const CreateOptions& opts, const ScanResult& scan,
+                            const std::filesystem::path& archive,
+                            std::chrono::system_clock::time_point now);
+
+}  // namespace mlk::backup

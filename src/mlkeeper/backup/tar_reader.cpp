@@ -1,0 +1,145 @@
+#include "mlkeeper/backup/tar_reader.hpp"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+namespace mlk::backup {
+namespace {
+constexpr std::size_t kBufSize = 1 << 20;
+}
+
+TarReader::Fd::~Fd() {
+    if (fd >= 0) {
+        ::close(fd);
+    }
+}
+
+void TarReader::ArchiveFree::operator()(struct archive* a) const {
+    archive_read_free(a);
+}
+
+TarReader::TarReader(const std::filesystem::path& archive)
+    : path_(archive), buf_(new char[kBufSize]) {
+    fd_.fd = ::open(archive.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_.fd < 0) {
+        throw std::system_error(errno, std::generic_category(), "cannot open " + archive.string());
+    }
+    (void)::posix_fadvise(fd_.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    decomp_ = std::make_unique<Decompressor>([this](void* buf, std::size_t cap) -> std::size_t {
+        for (;;) {
+            ssize_t n = ::read(fd_.fd, buf, cap);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0) {
+                throw std::system_error(errno, std::generic_category(),
+                                        "cannot read " + path_.string());
+            }
+            raw_sha_.update(buf, static_cast<std::size_t>(n));
+            raw_bytes_ += static_cast<std::uint64_t>(n);
+            return static_cast<std::size_t>(n);
+        }
+    });
+    a_.reset(archive_read_new());
+    archive_read_support_format_tar(a_.get());
+    check(archive_read_open(a_.get(), this, nullptr, &TarReader::read_cb, nullptr),
+          "cannot read the tar stream");
+}
+
+TarReader::~TarReader() = default;
+
+long TarReader::read_cb(struct archive*, void* self, const void** buf) {
+    auto* r = static_cast<TarReader*>(self);
+    try {
+        std::size_t n = r->decomp_->read(r->buf_.get(), kBufSize);
+        r->eof_ = n == 0;
+        *buf = r->buf_.get();
+        return static_cast<long>(n);
+    } catch (...) {
+        r->callback_error_ = std::current_exception();
+        return -1;
+    }
+}
+
+void TarReader::check(int rc, const char* what) {
+    if (rc >= ARCHIVE_WARN) {
+        return;
+    }
+    if (callback_error_) {
+        auto e = callback_error_;
+        callback_error_ = nullptr;
+        std::rethrow_exception(e);
+    }
+    const char* msg = archive_error_string(a_.get());
+    throw std::runtime_error(std::string(what) + ": " +
+                             (msg != nullptr ? msg : "corrupt tar data"));
+}
+
+archive_entry* TarReader::next() {
+    archive_entry* e = nullptr;
+    int rc = archive_read_next_header(a_.get(), &e);
+    if (rc == ARCHIVE_EOF) {
+        return nullptr;
+    }
+    check(rc, "corrupt tar header");
+    return e;
+}
+
+bool TarReader::read_block(const void** buf, std::size_t* size, std::int64_t* offset) {
+    la_int64_t off = 0;
+    int rc = archive_read_data_block(a_.get(), buf, size, &off);
+    if (rc == ARCHIVE_EOF) {
+        return false;
+    }
+    check(rc, "corrupt file data");
+    *offset = off;
+    return true;
+}
+
+std::uint64_t TarReader::read_data(std::uint64_t entry_size,
+                                   const std::function<void(const char*, std::size_t)>& sink) {
+    static const std::unique_ptr<char[]> zeros(new char[kBufSize]());
+    std::uint64_t pos = 0;
+    const void* buf = nullptr;
+    std::size_t size = 0;
+    std::int64_t offset = 0;
+    auto fill = [&](std::uint64_t upto) {
+        while (pos < upto) {
+            auto k = static_cast<std::size_t>(std::min<std::uint64_t>(upto - pos, kBufSize));
+            sink(zeros.get(), k);
+            pos += k;
+        }
+    };
+    while (read_block(&buf, &size, &offset)) {
+        fill(static_cast<std::uint64_t>(offset));
+        if (size > 0) {
+            sink(static_cast<const char*>(buf), size);
+            pos += size;
+        }
+    }
+    fill(entry_size);  // a sparse file may end in a hole
+    return pos;
+}
+
+std::string TarReader::finish() {
+    // Drain the tar's trailing blocks and anything after them.
+    archive_entry* entry = nullptr;
+    while (archive_read_next_header(a_.get(), &entry) == ARCHIVE_OK) {
+    }
+    if (callback_error_) {
+        auto err = callback_error_;
+        callback_error_ = nullptr;
+        std::rethrow_exception(err);
+    }
+    while (decomp_->read(buf_.get(), kBufSize) > 0) {
+    }
+    return raw_sha_.finish_hex();
+}
+
+}  // namespace mlk::backup

@@ -1,0 +1,191 @@
+#include "mlkeeper/backup/verify.hpp"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <sys/stat.h>
+
+#include <fmt/format.h>
+#include <set>
+#include <system_error>
+
+#include "mlkeeper/backup/checksums.hpp"
+#include "mlkeeper/backup/manifest.hpp"
+#include "mlkeeper/backup/tar_reader.hpp"
+#include "mlkeeper/util/sha256.hpp"
+#include "mlkeeper/util/time.hpp"
+
+namespace mlk::backup {
+namespace {
+
+std::optional<EntryType> type_of(archive_entry* e) {
+    if (archive_entry_hardlink(e) != nullptr) {
+        return EntryType::kHardlink;
+    }
+    switch (archive_entry_filetype(e)) {
+        case AE_IFREG:
+            return EntryType::kFile;
+        case AE_IFDIR:
+            return EntryType::kDir;
+        case AE_IFLNK:
+            return EntryType::kSymlink;
+        default:
+            return std::nullopt;
+    }
+}
+
+std::string strip_slash(std::string p) {
+    while (p.size() > 1 && p.back() == '/') {
+        p.pop_back();
+    }
+    return p;
+}
+
+// Checks every entry against the manifest; returns the first problem or "".
+std::string check_entries(TarReader& reader, const Manifest& m, VerifyResult& r,
+                          util::Progress& progress, std::string& current) {
+    ManifestIndex index(m);
+    std::set<std::string> seen;
+    while (archive_entry* e = reader.next()) {
+        std::string path = strip_slash(archive_entry_pathname(e));
+        current = path;
+        ++r.entries;
+        const ManifestEntry* want = index.find(path);
+        if (want == nullptr) {
+            return fmt::format("unexpected entry {}: not in the manifest", path);
+        }
+        if (want->stored_in) {
+            return fmt::format("unexpected entry {}: the manifest says it is stored in {}", path,
+                               *want->stored_in);
+        }
+        if (!seen.insert(path).second) {
+            return fmt::format("entry {} appears twice", path);
+        }
+        auto type = type_of(e);
+        if (!type || *type != want->type) {
+            return fmt::format("entry {} is a {} but the manifest says {}", path,
+                               type ? to_string(*type) : "special file", to_string(want->type));
+        }
+        if (*type == EntryType::kSymlink || *type == EntryType::kHardlink) {
+            const char* t =
+                *type == EntryType::kSymlink ? archive_entry_symlink(e) : archive_entry_hardlink(e);
+            if (t == nullptr || want->target != t) {
+                return fmt::format("entry {} links to {} but the manifest says {}", path,
+                                   t != nullptr ? t : "nothing", want->target);
+            }
+        }
+        if (*type != EntryType::kFile) {
+            continue;
+        }
+        util::Sha256 sha;
+        auto n = reader.read_data(want->size, [&](const char* p, std::size_t k) {
+            sha.update(p, k);
+            progress.advance(k);
+        });
+        r.bytes += n;
+        if (n != want->size) {
+            return fmt::format("entry {} has {} bytes but the manifest says {}", path, n,
+                               want->size);
+        }
+        if (auto got = sha.finish_hex(); got != want->sha256) {
+            return fmt::format("entry {} is corrupt: SHA-256 {} but the manifest says {}", path,
+                               got, want->sha256);
+        }
+    }
+    for (const auto& want : m.entries) {
+        if (!want.stored_in && !seen.contains(want.path)) {
+            return fmt::format("missing entry {}: listed in the manifest but not in the archive",
+                               want.path);
+        }
+    }
+    return {};
+}
+
+}  // namespace
+
+VerifyResult verify_archive(const std::filesystem::path& archive, util::ProgressMode mode) {
+    auto started = std::chrono::steady_clock::now();
+    VerifyResult r;
+    auto done = [&](std::string problem) {
+        r.ok = problem.empty();
+        r.problem = std::move(problem);
+        r.seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        return r;
+    };
+    auto name = archive.filename().string();
+    std::optional<Manifest> manifest;
+    try {
+        manifest = read_manifest(manifest_path_for(archive));
+    } catch (const std::system_error& e) {
+        if (e.code().value() != ENOENT) {
+            return done(e.what());
+        }
+        r.level = VerifyLevel::kIntegrityOnly;
+    } catch (const std::exception& e) {
+        return done(e.what());
+    }
+    std::optional<std::string> listed;
+    try {
+        auto sums = read_checksums(archive.parent_path() / "checksums.txt");
+        if (auto it = sums.find(name); it != sums.end()) {
+            listed = it->second;
+        }
+    } catch (const std::exception& e) {
+        return done(e.what());
+    }
+    if (manifest && listed && *listed != manifest->archive_sha256) {
+        return done(fmt::format("checksums.txt and the manifest disagree about {}", name));
+    }
+
+    std::uint64_t total = manifest ? manifest->totals.stored_bytes : 0;
+    util::Progress progress(fmt::format("verify {}", name), total, mode);
+    std::string problem;
+    std::string current;
+    try {
+        TarReader reader(archive);
+        if (manifest) {
+            problem = check_entries(reader, *manifest, r, progress, current);
+        } else {
+            while (archive_entry* e = reader.next()) {
+                ++r.entries;
+                current = archive_entry_pathname(e);
+                auto size = archive_entry_size(e);
+                r.bytes +=
+                    reader.read_data(size > 0 ? static_cast<std::uint64_t>(size) : 0,
+                                     [&](const char*, std::size_t k) { progress.advance(k); });
+            }
+        }
+        if (!problem.empty()) {
+            return done(problem);
+        }
+        r.archive_sha256 = reader.finish();
+        r.archive_bytes = reader.raw_bytes();
+    } catch (const std::system_error& e) {
+        return done(e.what());
+    } catch (const std::exception& e) {
+        return done(fmt::format(
+            "{} is corrupt{}: {}", name,
+            current.empty() ? std::string() : fmt::format(" at or after entry {}", current),
+            e.what()));
+    }
+    progress.finish();
+    auto expected = manifest ? std::optional(manifest->archive_sha256) : listed;
+    if (expected && r.archive_sha256 != *expected) {
+        return done(fmt::format("{} is corrupt: SHA-256 {} but {} says {}", name, r.archive_sha256,
+                                manifest ? "the manifest" : "checksums.txt", *expected));
+    }
+    if (manifest && r.archive_bytes != manifest->archive_size) {
+        return done(fmt::format("{} has {} bytes but the manifest says {}", name, r.archive_bytes,
+                                manifest->archive_size));
+    }
+    return done({});
+}
+
+void mark_verified(const std::filesystem::path& archive) {
+    auto file = manifest_path_for(archive);
+    auto m = read_manifest(file);
+    m.verified_at = util::iso8601_utc(std::chrono::system_clock::now());
+    write_manifest(file, m);
+}
+
+}  // namespace mlk::backup

@@ -1,0 +1,36 @@
+// Verifying an archive: its SHA-256 against checksums.txt and its manifest,
+// and every entry (type, size, content hash, link target) against the
+// manifest, with nothing missing and nothing extra. An archive without a
+// manifest (e.g. one written by the old backup script) gets a full
+// decompress-and-parse integrity check only.
+// Thread safety: stateless; verifying different archives in parallel is fine.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "mlkeeper/util/progress.hpp"
+
+namespace mlk::backup {
+
+enum class VerifyLevel { kFull, kIntegrityOnly };
+
+struct VerifyResult {
+    bool ok = false;
+    VerifyLevel level = VerifyLevel::kFull;
+    std::string problem;  // the first problem found, naming the entry
+    std::uint64_t entries = 0;
+    std::uint64_t bytes = 0;  // content bytes checked
+    std::uint64_t archive_bytes = 0;
+    std::string archive_sha256;
+    double seconds = 0;
+};
+
+VerifyResult verify_archive(const std::filesystem::path& archive,
+                            util::ProgressMode progress = util::ProgressMode::kNever);
+
+// After a passed verification: records verified_at in the manifest.
+void mark_verified(const std::filesystem::path& archive);
+
+}  // namespace mlk::backup

@@ -1,0 +1,84 @@
+// `mlkeeper verify FILE...`: check archives against checksums.txt and their manifests.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "mlkeeper/backup/verify.hpp"
+#include "mlkeeper/cli/command.hpp"
+#include "mlkeeper/util/units.hpp"
+
+namespace mlk::cli {
+
+int run_verify(const std::vector<std::string>& archives, bool json, Context& ctx) {
+    int code = 0;
+    nlohmann::json results = nlohmann::json::array();
+    for (const auto& a : archives) {
+        auto r = backup::verify_archive(
+            a, json ? util::ProgressMode::kNever : util::ProgressMode::kAuto);
+        results.push_back({{"archive", a},
+                           {"ok", r.ok},
+                           {"level", r.level == backup::VerifyLevel::kFull ? "full" : "integrity"},
+                           {"problem", r.problem},
+                           {"entries", r.entries},
+                           {"bytes", r.bytes},
+                           {"archive_bytes", r.archive_bytes},
+                           {"sha256", r.archive_sha256},
+                           {"seconds", r.seconds}});
+        if (r.ok) {
+            if (r.level == backup::VerifyLevel::kFull) {
+                try {
+                    backup::mark_verified(a);
+                } catch (const std::exception& e) {
+                    spdlog::warn("verified, but could not record it in the manifest: {}", e.what());
+                }
+            }
+            std::string line = fmt::format(
+                "ok: {}: {} entries, {} checked in {:.1f}s{}", a, r.entries,
+                util::format_bytes(r.bytes), r.seconds,
+                r.level == backup::VerifyLevel::kFull
+                    ? ""
+                    : " (no manifest: archive integrity only, file hashes not checked)");
+            if (!json) {
+                std::cout << line << "\n";
+            }
+            spdlog::info("{}", line);
+        } else {
+            code = 2;
+            if (!json) {
+                std::cout << "FAILED: " << a << ": " << r.problem << "\n";
+            }
+            spdlog::error("verification failed: {}: {}", a, r.problem);
+        }
+    }
+    if (json) {
+        std::cout << results.dump(2) << "\n";
+    }
+    ctx.summary()["verified"] = results;
+    return code;
+}
+
+Command verify_command() {
+    return Command{"verify", "Verify backup archives (checksums, every file's hash)",
+                   "/var/log/ml-backup.log", Record::kYes, [](CLI::App& app, FlagBindings&) {
+                       struct Opts {
+                           std::vector<std::string> files;
+                           bool json = false;
+                       };
+                       auto o = std::make_shared<Opts>();
+                       app.add_option("FILE", o->files, "Archives to verify")->required();
+                       app.add_flag("--json", o->json, "Print results as JSON");
+                       app.footer(R"(
+Checks each archive's SHA-256 against checksums.txt and its manifest, decompresses
+every entry and checks each file's size and SHA-256. Exit 2 names the first bad entry.
+
+Examples:
+  mlkeeper verify /backup/models/models_backup_20261122_020000.tar.zst
+  mlkeeper verify /backup/models/*.tar.zst --json)");
+                       Handler h;
+                       h.run = [o](Context& ctx) { return run_verify(o->files, o->json, ctx); };
+                       return h;
+                   }};
+}
+
+}  // namespace mlk::cli
