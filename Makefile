@@ -14,7 +14,7 @@ format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp')
 
 tidy:
-	cmake --preset dev >/dev/null && run-clang-tidy -quiet -p build/dev '^(?!.*_test\.cpp$$).*/src/mlkeeper/.*\.cpp$$'
+	cmake --preset dev >/dev/null && scripts/check-tidy build/dev
 
 clean:
 	rm -rf build demo
