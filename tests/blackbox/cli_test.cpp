@@ -197,3 +197,24 @@ TEST(Cli, JsonLogLinesGoToTheLogFileNotStdout) {
 
 }  // namespace
 }  // namespace mlk
+
+namespace mlk {
+namespace {
+
+TEST(Cli, SecretsNeverAppearInConfigShow) {
+    testing::MlkeeperRunner m;
+    std::map<std::string, std::string> env{
+        {"ALERT_WEBHOOK", "https://hooks.slack.com/services/T0/B0/SECRET1"},
+        {"ALERT_WEBHOOK_HEADERS", "Authorization:Bearer-SECRET2"},
+        {"ALERT_SMTP_PASSWORD", "SECRET3"}};
+    for (auto args :
+         std::vector<std::vector<std::string>>{{"config", "show"}, {"config", "show", "--json"}}) {
+        auto r = m.run(args, env);
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+        EXPECT_EQ(r.out.find("SECRET"), std::string::npos) << r.out;
+        EXPECT_NE(r.out.find("********"), std::string::npos);
+    }
+}
+
+}  // namespace
+}  // namespace mlk

@@ -43,6 +43,13 @@ std::string toml_literal(const Setting& s) {
         return "\"\"";
     }
     auto text = Config::display(s);
+    if (s.spec->sensitivity == core::Sensitivity::kSecret) {
+        // Never the value; still valid TOML of the key's type.
+        if (s.spec->type == core::ValueType::kStringList) {
+            return text.empty() ? "[]" : "[\"********\"]";
+        }
+        return nlohmann::json(text).dump();
+    }
     switch (s.spec->type) {
         case core::ValueType::kBool:
         case core::ValueType::kInt:

@@ -96,6 +96,7 @@ Command backup_command();
 Command verify_command();
 Command restore_command();
 Command backups_command();
+Command alert_command();
 
 // Verifies archives and prints the results (shared by `verify` and
 // `backup --verify`); returns 0, or 2 when any archive is bad.

@@ -206,6 +206,8 @@ class Loader {
                 s.value = std::get<Value>(std::move(p));
             } else if (spec.type == ValueType::kString || spec.type == ValueType::kPath) {
                 s.value = Value{std::string()};  // "" means "none" for text keys
+            } else if (spec.type == ValueType::kStringList) {
+                s.value = Value{std::vector<std::string>()};
             }
             settings_.push_back(std::move(s));
         }
@@ -428,6 +430,15 @@ std::variant<Value, std::string> parse_value(const KeySpec& spec, std::string_vi
                 return Value{std::string(text)};
             case ValueType::kStringList: {
                 std::string s(text);
+                if (spec.choices == "lines") {  // items may contain spaces: one per line
+                    std::vector<std::string> items;
+                    for (const auto& line : util::split(s, '\n')) {
+                        if (auto t = util::trim(line); !t.empty()) {
+                            items.emplace_back(t);
+                        }
+                    }
+                    return Value{std::move(items)};
+                }
                 for (auto& c : s) {
                     c = c == ',' ? ' ' : c;
                 }
@@ -568,10 +579,10 @@ std::string Config::display(const Setting& s) {
         return "";
     }
     if (s.spec->sensitivity == Sensitivity::kSecret) {
-        return std::holds_alternative<std::string>(*s.value) &&
-                       std::get<std::string>(*s.value).empty()
-                   ? ""
-                   : "********";
+        const auto* str = std::get_if<std::string>(&*s.value);
+        const auto* list = std::get_if<std::vector<std::string>>(&*s.value);
+        bool empty = (str != nullptr && str->empty()) || (list != nullptr && list->empty());
+        return empty ? "" : "********";
     }
     return std::visit(
         [&s](const auto& v) -> std::string {

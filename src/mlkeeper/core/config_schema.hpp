@@ -33,7 +33,8 @@ struct KeySpec {
     std::string_view env;            // environment variable, or "" for none
     double min = 0;                  // range for kInt/kNumber/kDuration(seconds)/kSize
     double max = 0;                  // max <= min means "no range check"
-    std::string_view choices = {};   // for kChoice: "zstd|gzip"
+    std::string_view choices = {};   // kChoice: "zstd|gzip"; kStringList: "lines" = one item
+                                     // per line from env (else split on spaces and commas)
     util::DurationUnit plain_unit = util::DurationUnit::kSeconds;
     Sensitivity sensitivity = Sensitivity::kPlain;
     std::string_view help = {};

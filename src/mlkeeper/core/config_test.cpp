@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "mlkeeper/core/env_file.hpp"
 #include "mlkeeper/core/error.hpp"
 #include "support/temp_dir.hpp"
@@ -95,19 +97,23 @@ TEST(Config, EverySeedVariableMapsToItsKey) {
     }
 }
 
-TEST(Config, KeyNamesAreLowerCaseEnvNames) {
-    for (const auto& k : config_keys()) {
-        if (k.env.empty() || k.env.starts_with("MLKEEPER_")) {
-            continue;
-        }
-        std::string lower(k.env);
+TEST(Config, SeedVariablesKeyNamesAreTheirLowerCaseNames) {
+    for (const auto& v : kSeedVars) {
+        std::string lower(v.env);
         for (auto& c : lower) {
             c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         }
-        if (k.env.starts_with("BACKUP_")) {
-            continue;  // ours, not the seeds': `[backup] keep_min` reads better
+        std::string key(v.key);
+        EXPECT_EQ(key.substr(key.find('.') + 1), lower) << v.env;
+    }
+}
+
+TEST(Config, EveryEnvVariableIsUnique) {
+    std::set<std::string_view> seen;
+    for (const auto& k : config_keys()) {
+        if (!k.env.empty()) {
+            EXPECT_TRUE(seen.insert(k.env).second) << k.env;
         }
-        EXPECT_EQ(k.name, lower) << k.env;
     }
 }
 

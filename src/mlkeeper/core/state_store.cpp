@@ -29,7 +29,7 @@ constexpr int kBusyTimeoutMs = 5000;
 // Schema history. Append only: each entry runs once, in one transaction, and moves
 // PRAGMA user_version to its position (1-based). Never edit an entry that has shipped;
 // docs/STATE.md describes the result.
-constexpr std::array<std::string_view, 1> kMigrations = {
+constexpr std::array<std::string_view, 2> kMigrations = {
     // 1: run history and a key/value table for later modules.
     R"sql(
 CREATE TABLE runs (
@@ -51,6 +51,22 @@ CREATE TABLE kv (
     updated_at INTEGER
 );
 PRAGMA application_id = 1296845651;
+)sql",
+    // 2: alert state per key, so cooldown, escalation and recovery survive
+    // restarts and are shared by concurrent processes.
+    R"sql(
+CREATE TABLE alerts (
+    key         TEXT PRIMARY KEY,
+    state       TEXT NOT NULL,
+    severity    TEXT NOT NULL,
+    summary     TEXT NOT NULL,
+    first_seen  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL,
+    last_sent   INTEGER,
+    suppressed  INTEGER NOT NULL DEFAULT 0,
+    occurrences INTEGER NOT NULL DEFAULT 0,
+    escalated   INTEGER NOT NULL DEFAULT 0
+);
 )sql",
 };
 
