@@ -129,7 +129,7 @@ TEST_F(AlertCli, CooldownAndRecoveryAcrossSeparateProcesses) {
     auto bodies = hook.bodies();
     ASSERT_EQ(bodies.size(), 3u);
     EXPECT_EQ(nlohmann::json::parse(bodies[2])["state"], "resolved");
-    auto status = nlohmann::json::parse(m_.run({"alert", "status", "--json"}).out);
+    auto status = nlohmann::json::parse(m_.run({"alert", "status", "--json"}).out)["alerts"];
     ASSERT_EQ(status.size(), 1u);
     EXPECT_EQ(status[0]["state"], "resolved");
 }
@@ -158,6 +158,23 @@ TEST_F(AlertCli, NothingDeliveredIsAFailure) {
     auto r = m_.run({"alert", "send", "--key", "k"}, {{"ALERT_WEBHOOK", "http://127.0.0.1:1/x"}});
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_THAT(r.out, HasSubstr("NOT DELIVERED"));
+}
+
+TEST_F(AlertCli, BackupFailureAlertsAndRecoveryResolves) {
+    std::map<std::string, std::string> env{{"ALERT_COMMAND", handler_.string()},
+                                           {"MODEL_DIR", (m_.dir() / "missing").string()},
+                                           {"BACKUP_DIR", (m_.dir() / "backups").string()}};
+    EXPECT_EQ(m_.run({"backup"}, env).exit_code, 1);
+    EXPECT_THAT(testing::slurp(m_.dir() / "handled.txt"),
+                HasSubstr("critical|Model backup failed|backup_failed"));
+    m_.dir().write("missing/model.bin", "weights");
+    auto ok = m_.run({"backup"}, env);
+    EXPECT_EQ(ok.exit_code, 0) << ok.err;
+    EXPECT_THAT(testing::slurp(m_.dir() / "handled.txt"),
+                HasSubstr("resolved|Model backups work again|backup_failed"));
+    // A bad alert configuration stops the backup before any work (exit 78).
+    env["ALERT_ESCALATE_TO"] = "email";
+    EXPECT_EQ(m_.run({"backup"}, env).exit_code, 78);
 }
 
 }  // namespace

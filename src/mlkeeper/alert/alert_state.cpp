@@ -202,6 +202,28 @@ void AlertStateStore::undo_send(const Decision& d) {
     tx.commit();
 }
 
+void AlertStateStore::count_failure(const std::string& channel) {
+    auto& db = store_.db();
+    core::Transaction tx(db, core::TransactionKind::kImmediate);
+    auto st = db.prepare(
+        "INSERT INTO kv (key, value, updated_at) VALUES (?, '1', ?) ON CONFLICT(key) DO UPDATE "
+        "SET value = CAST(value AS INTEGER) + 1, updated_at = excluded.updated_at");
+    st.bind(1, std::string_view("alert.failures." + channel));
+    st.bind(2, util::to_unix_ms(std::chrono::system_clock::now()));
+    st.step();
+    tx.commit();
+}
+
+std::map<std::string, std::int64_t> AlertStateStore::failure_counts() {
+    auto st = store_.db().prepare(
+        "SELECT substr(key, 16), CAST(value AS INTEGER) FROM kv WHERE key LIKE 'alert.failures.%'");
+    std::map<std::string, std::int64_t> out;
+    while (st.step()) {
+        out[st.column_text(0)] = st.column_int64(1);
+    }
+    return out;
+}
+
 std::optional<KeyState> AlertStateStore::get(const std::string& key) {
     return load(store_.db(), key);
 }

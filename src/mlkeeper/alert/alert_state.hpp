@@ -63,6 +63,10 @@ class AlertStateStore {
     // next report tries again instead of waiting.
     void undo_send(const Decision& d);
 
+    // Delivery failures per channel, kept for `alert status` and metrics.
+    void count_failure(const std::string& channel);
+    std::map<std::string, std::int64_t> failure_counts();
+
     std::optional<KeyState> get(const std::string& key);
     std::vector<KeyState> all();
 

@@ -110,6 +110,11 @@ NotifyReport Dispatcher::notify(AlertStateStore& state, Alert alert) {
         targets.push_back(escalation_.get());
     }
     rep.deliveries = fan_out(targets, rep.decision.alert);
+    for (const auto& d : rep.deliveries) {
+        if (!d.result.ok) {
+            state.count_failure(d.channel);
+        }
+    }
     if (!targets.empty() && !rep.delivered()) {
         state.undo_send(rep.decision);
     }

@@ -150,9 +150,14 @@ int status(Context& ctx, bool json) {
              {"occurrences", k.occurrences},
              {"escalated", k.escalated}});
     }
+    auto failures = state.failure_counts();
     if (json) {
-        std::cout << arr.dump(2) << "\n";
+        std::cout << nlohmann::json{{"alerts", arr}, {"delivery_failures", failures}}.dump(2)
+                  << "\n";
         return 0;
+    }
+    for (const auto& [channel, n] : failures) {
+        std::cout << fmt::format("{} delivery failure{} on {}\n", n, n == 1 ? "" : "s", channel);
     }
     if (all.empty()) {
         std::cout << "no alerts recorded\n";

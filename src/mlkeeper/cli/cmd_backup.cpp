@@ -8,6 +8,7 @@
 #include "mlkeeper/backup/backup_job.hpp"
 #include "mlkeeper/backup/verify.hpp"
 #include "mlkeeper/cli/command.hpp"
+#include "mlkeeper/cli/outcome_alerts.hpp"
 #include "mlkeeper/core/version.hpp"
 #include "mlkeeper/util/strings.hpp"
 
@@ -78,7 +79,40 @@ Examples:
                 req.threads = o->threads;
                 req.progress = o->json ? util::ProgressMode::kNever : util::ProgressMode::kAuto;
                 req.tool_version = core::version();
-                auto rep = backup::run_backup(ctx.config(), req);
+                OutcomeAlerts alerts(ctx);
+                backup::BackupReport rep;
+                try {
+                    rep = backup::run_backup(ctx.config(), req);
+                } catch (const std::exception& e) {
+                    alert::Alert a;
+                    a.key = "backup_failed";
+                    a.check = "backup";
+                    a.severity = alert::Severity::kCritical;
+                    a.summary = "Model backup failed";
+                    a.value = e.what();
+                    a.action =
+                        "Read the error, fix it and run `mlkeeper backup`; older backups "
+                        "are untouched.";
+                    alerts.fire(a);
+                    throw;
+                }
+                if (!rep.dry_run) {
+                    alerts.resolve("backup_failed", "backup", "Model backups work again");
+                    if (rep.exit_code == 2) {
+                        alert::Alert a;
+                        a.key = "backup_verify_failed";
+                        a.check = "backup";
+                        a.severity = alert::Severity::kCritical;
+                        a.summary = "Verification of " + rep.archive + " failed";
+                        a.value = rep.verify_problem;
+                        a.action =
+                            "Check the disk holding BACKUP_DIR; the archive is kept but not "
+                            "counted as verified.";
+                        alerts.fire(a);
+                    } else if (rep.verified.value_or(false)) {
+                        alerts.resolve("backup_verify_failed", "backup", "Backups verify again");
+                    }
+                }
                 ctx.summary() = rep.to_json();
                 ctx.summary().erase("retention");
                 if (o->json) {
