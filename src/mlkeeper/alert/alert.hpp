@@ -30,8 +30,11 @@ struct Alert {
     std::string action;     // what to do about it (one sentence; may be empty)
     std::string host;       // filled by the dispatcher when empty
     std::chrono::system_clock::time_point time = std::chrono::system_clock::now();
-    int suppressed = 0;                         // repeats swallowed by cooldown since the last send
-    int occurrences = 1;                        // how many times the condition has fired in a row
+    int suppressed = 0;   // repeats swallowed by cooldown since the last send
+    int occurrences = 1;  // how many times the condition has fired in a row
+    // A firing alert counts as active until then without a new notice (the
+    // cooldown hides repeats); Alertmanager's endsAt. Set by the state rule.
+    std::optional<std::chrono::system_clock::time_point> expires_at;
     std::map<std::string, std::string> fields;  // extra key/values (gpu_index, mount, ...)
 };
 

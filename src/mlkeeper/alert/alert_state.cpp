@@ -85,8 +85,26 @@ std::chrono::seconds AlertPolicy::cooldown(Severity s) const {
     return cooldown_warning;
 }
 
+namespace {
+// Twice the cooldown (at least 15 minutes): a repeat that the cooldown hid
+// keeps the alert alive in receivers that expire alerts (Alertmanager).
+std::chrono::system_clock::time_point expiry(Severity s, const AlertPolicy& policy,
+                                             std::chrono::system_clock::time_point now) {
+    return now + std::max<std::chrono::seconds>(2 * policy.cooldown(s), std::chrono::minutes(15));
+}
+}  // namespace
+
 Decision decide(const std::optional<KeyState>& previous, const Alert& alert,
                 const AlertPolicy& policy, std::chrono::system_clock::time_point now) {
+    Decision d = decide_state(previous, alert, policy, now);
+    if (d.alert.state == AlertState::kFiring) {
+        d.alert.expires_at = expiry(d.alert.severity, policy, now);
+    }
+    return d;
+}
+
+Decision decide_state(const std::optional<KeyState>& previous, const Alert& alert,
+                      const AlertPolicy& policy, std::chrono::system_clock::time_point now) {
     Decision d;
     d.alert = alert;
     if (alert.state == AlertState::kResolved) {

@@ -50,6 +50,9 @@ struct Decision {
 };
 
 // The rule. `previous` is the stored state of alert.key, if any.
+Decision decide_state(const std::optional<KeyState>& previous, const Alert& alert,
+                      const AlertPolicy& policy, std::chrono::system_clock::time_point now);
+// decide_state() plus the firing alert's expiry.
 Decision decide(const std::optional<KeyState>& previous, const Alert& alert,
                 const AlertPolicy& policy, std::chrono::system_clock::time_point now);
 

@@ -177,3 +177,21 @@ TEST(AlertStore, ConcurrentProcessesSendOnce) {
 
 }  // namespace
 }  // namespace mlk::alert
+
+namespace mlk::alert {
+namespace {
+
+TEST(AlertRule, FiringAlertsExpireAfterTwiceTheCooldown) {
+    AlertPolicy p;
+    Alert a;
+    a.key = "k";
+    auto now = std::chrono::system_clock::now();
+    auto d = decide(std::nullopt, a, p, now);
+    ASSERT_TRUE(d.alert.expires_at.has_value());
+    EXPECT_EQ(*d.alert.expires_at - now, std::chrono::hours(2));
+    a.severity = Severity::kEmergency;  // 5 min cooldown: at least 15 min
+    EXPECT_EQ(*decide(std::nullopt, a, p, now).alert.expires_at - now, std::chrono::minutes(15));
+}
+
+}  // namespace
+}  // namespace mlk::alert

@@ -242,6 +242,10 @@ json alertmanager_payload(const Alert& a) {
     if (a.state == AlertState::kResolved) {
         // Alertmanager keeps the original start when it merges this into the firing alert.
         alert["endsAt"] = when;
+    } else if (a.expires_at) {
+        // Without endsAt Alertmanager resolves it after resolve_timeout (5 min), long
+        // before our cooldown sends the next notice.
+        alert["endsAt"] = util::iso8601_utc(*a.expires_at);
     }
     return json::array({std::move(alert)});
 }

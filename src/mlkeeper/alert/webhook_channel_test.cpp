@@ -644,3 +644,17 @@ TEST(WebhookChannel, ConcurrentSendsAllArrive) {
 
 }  // namespace
 }  // namespace mlk::alert
+
+namespace mlk::alert {
+namespace {
+
+TEST(WebhookPayloadExpiry, AlertmanagerFiringAlertCarriesEndsAt) {
+    Alert a;
+    a.key = "gpu0_temp";
+    a.expires_at = std::chrono::system_clock::time_point(std::chrono::seconds(1'800'000'000));
+    auto j = nlohmann::json::parse(webhook_payload(WebhookFormat::kAlertmanager, a));
+    EXPECT_EQ(j[0]["endsAt"], "2027-01-15T08:00:00.000Z");
+}
+
+}  // namespace
+}  // namespace mlk::alert
