@@ -433,7 +433,7 @@ class JsonText {
     void num(Int v) {
         char tmp[24];
         const auto res = std::to_chars(tmp, tmp + sizeof tmp, v);
-        buf_.append(tmp, res.ptr);
+        buf_.append(tmp, static_cast<std::size_t>(res.ptr - tmp));
     }
 
     // "key": "text", or "key_b64": "base64" when the bytes are not UTF-8.
