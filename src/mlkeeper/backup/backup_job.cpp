@@ -301,7 +301,19 @@ BackupReport run_backup(const core::Config& cfg, const BackupRequest& req) {
         }
         mark_verified(archive);
     }
-    auto pruned = prune_destination(dest, policy, now, DryRun::kNo);
+    // The catalog read before the backup, plus the new archive: no second
+    // parse of every manifest in the directory.
+    CatalogEntry fresh;
+    fresh.path = archive;
+    fresh.name = rep.archive;
+    fresh.created = now;
+    fresh.size = rep.bytes_out;
+    fresh.manifest = std::move(created.manifest);
+    if (rep.verified.value_or(false)) {
+        fresh.manifest->verified_at = util::iso8601_utc(std::chrono::system_clock::now());
+    }
+    catalog.push_back(std::move(fresh));
+    auto pruned = prune_catalog(dest, catalog, policy, now, DryRun::kNo);
     rep.retention = std::move(pruned.decisions);
     rep.deleted = std::move(pruned.deleted);
     return rep;

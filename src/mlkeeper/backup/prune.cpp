@@ -26,8 +26,13 @@ std::vector<Decision> plan_for(const std::vector<CatalogEntry>& catalog,
 
 PruneResult prune_destination(const std::filesystem::path& dest, const RetentionPolicy& policy,
                               std::chrono::system_clock::time_point now, DryRun dry_run) {
+    return prune_catalog(dest, list_archives(dest), policy, now, dry_run);
+}
+
+PruneResult prune_catalog(const std::filesystem::path& dest,
+                          const std::vector<CatalogEntry>& catalog, const RetentionPolicy& policy,
+                          std::chrono::system_clock::time_point now, DryRun dry_run) {
     PruneResult r;
-    auto catalog = list_archives(dest);
     r.decisions = plan_for(catalog, policy, now);
     for (std::size_t i = 0; i < catalog.size(); ++i) {
         if (r.decisions[i].verdict != Verdict::kDelete) {

@@ -26,7 +26,13 @@ struct PruneResult {
 PruneResult prune_destination(const std::filesystem::path& dest, const RetentionPolicy& policy,
                               std::chrono::system_clock::time_point now, DryRun dry_run);
 
-// Same, over an already loaded catalog (plus archives about to exist).
+// Same, over an already loaded catalog of `dest` (saves parsing every
+// manifest again right after a backup).
+PruneResult prune_catalog(const std::filesystem::path& dest,
+                          const std::vector<CatalogEntry>& catalog, const RetentionPolicy& policy,
+                          std::chrono::system_clock::time_point now, DryRun dry_run);
+
+// Decisions over an already loaded catalog (plus archives about to exist).
 std::vector<Decision> plan_for(const std::vector<CatalogEntry>& catalog,
                                const RetentionPolicy& policy,
                                std::chrono::system_clock::time_point now);
