@@ -448,7 +448,9 @@ class SmtpTransfer {
             if (next == nullptr) {
                 fail(Kind::kTransient, "out of memory building the recipient list");
             }
-            rcpt.release();
+            // curl_slist_append returns the same list head it was given (or a new one
+            // when it was empty): keep ownership of exactly one head.
+            (void)rcpt.release();
             rcpt.reset(next);
         }
 
