@@ -1,5 +1,7 @@
 #include "mlkeeper/backup/retention.hpp"
 
+#include "support/scoped_tz.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -27,33 +29,8 @@ using std::chrono::minutes;
 using std::chrono::seconds;
 using ::testing::ElementsAre;
 
-// Sets TZ for the lifetime of the guard and restores the previous value (or its absence).
-class ScopedTz {
-  public:
-    explicit ScopedTz(const char* tz) {
-        if (const char* old = std::getenv("TZ")) {
-            old_ = old;
-        }
-        ::setenv("TZ", tz, 1);
-        ::tzset();
-    }
-    ~ScopedTz() {
-        if (old_) {
-            ::setenv("TZ", old_->c_str(), 1);
-        } else {
-            ::unsetenv("TZ");
-        }
-        ::tzset();
-    }
-    ScopedTz(const ScopedTz&) = delete;
-    ScopedTz& operator=(const ScopedTz&) = delete;
-
-  private:
-    std::optional<std::string> old_;
-};
-
-// A POSIX rule string, so the test does not depend on tzdata: US Eastern, UTC-5 in November.
-constexpr const char* kEastern = "EST5EDT,M3.2.0,M11.1.0";
+using mlk::testing::kEastern;
+using mlk::testing::ScopedTz;
 
 Clock::time_point utc(int y, unsigned m, unsigned d, int h = 0, int mi = 0) {
     const std::chrono::sys_days day = std::chrono::year{y} / m / d;

@@ -1,5 +1,7 @@
 #include "mlkeeper/util/time.hpp"
 
+#include "support/scoped_tz.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -15,34 +17,8 @@ using std::chrono::hours;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// Sets TZ for the lifetime of the guard and restores the previous value (or its absence).
-class ScopedTz {
-  public:
-    explicit ScopedTz(const char* tz) {
-        if (const char* old = std::getenv("TZ")) {
-            old_ = old;
-        }
-        ::setenv("TZ", tz, 1);
-        ::tzset();
-    }
-    ~ScopedTz() {
-        if (old_) {
-            ::setenv("TZ", old_->c_str(), 1);
-        } else {
-            ::unsetenv("TZ");
-        }
-        ::tzset();
-    }
-    ScopedTz(const ScopedTz&) = delete;
-    ScopedTz& operator=(const ScopedTz&) = delete;
-
-  private:
-    std::optional<std::string> old_;
-};
-
-// A POSIX rule string, so the test does not depend on tzdata being installed: US Eastern,
-// DST from the second Sunday of March 02:00 to the first Sunday of November 02:00.
-constexpr const char* kEastern = "EST5EDT,M3.2.0,M11.1.0";
+using mlk::testing::kEastern;
+using mlk::testing::ScopedTz;
 
 // 2026-11-22T14:30:00Z
 constexpr std::int64_t kSampleUnix = 1795357800;
