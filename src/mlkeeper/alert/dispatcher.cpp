@@ -1,4 +1,5 @@
 #include "mlkeeper/alert/dispatcher.hpp"
+#include "mlkeeper/util/host.hpp"
 
 #include <unistd.h>
 
@@ -8,12 +9,6 @@
 #include <thread>
 
 namespace mlk::alert {
-
-std::string host_name() {
-    char buf[256] = {};
-    ::gethostname(buf, sizeof buf - 1);
-    return buf;
-}
 
 bool NotifyReport::delivered() const {
     for (const auto& d : deliveries) {
@@ -92,7 +87,7 @@ std::vector<ChannelReport> Dispatcher::fan_out(const std::vector<Channel*>& targ
 
 NotifyReport Dispatcher::notify(AlertStateStore& state, Alert alert) {
     if (alert.host.empty()) {
-        alert.host = host_name();
+        alert.host = util::host_name();
     }
     NotifyReport rep;
     rep.decision = state.record(alert, std::chrono::system_clock::now());
@@ -125,7 +120,7 @@ std::vector<ChannelReport> Dispatcher::deliver(const Alert& alert, const std::st
                                                bool include_escalation) {
     Alert a = alert;
     if (a.host.empty()) {
-        a.host = host_name();
+        a.host = util::host_name();
     }
     std::vector<Channel*> targets;
     for (auto& c : channels_) {

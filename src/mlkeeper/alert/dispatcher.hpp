@@ -57,6 +57,4 @@ class Dispatcher {
     RetryPolicy retry_;
 };
 
-std::string host_name();
-
 }  // namespace mlk::alert

@@ -219,8 +219,7 @@ BackupReport run_backup(const core::Config& cfg, const BackupRequest& req) {
 
     ScanResult scan;
     try {
-        scan = scan_source(source, parent != nullptr ? &*parent->manifest : nullptr,
-                           parent != nullptr ? parent->name : std::string());
+        scan = scan_source(source, parent != nullptr ? &*parent->manifest : nullptr);
     } catch (const std::exception& e) {
         throw Error(fmt::format("cannot read source directory: {}", e.what()));
     }

@@ -1,4 +1,5 @@
 #include "mlkeeper/backup/create.hpp"
+#include "mlkeeper/util/host.hpp"
 
 #include <unistd.h>
 
@@ -37,16 +38,9 @@ std::int64_t mtime_ns(const struct stat& st) {
     return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
 }
 
-std::string host_name() {
-    char buf[256] = {};
-    ::gethostname(buf, sizeof buf - 1);
-    return buf;
-}
-
 }  // namespace
 
-ScanResult scan_source(const std::filesystem::path& source, const Manifest* parent,
-                       const std::string& parent_archive) {
+ScanResult scan_source(const std::filesystem::path& source, const Manifest* parent) {
     ScanResult r;
     std::optional<ManifestIndex> index;
     if (parent != nullptr) {
@@ -93,7 +87,6 @@ ScanResult scan_source(const std::filesystem::path& source, const Manifest* pare
                 fmt::format("{}: {}", err.path.string(),
                             std::error_code(err.error, std::generic_category()).message()));
         });
-    (void)parent_archive;
     return r;
 }
 
@@ -119,7 +112,7 @@ CreateResult create_archive(const CreateOptions& opts, const ScanResult& scan,
     auto& m = result.manifest;
     m.archive = archive.filename().string();
     m.created_at = util::iso8601_utc(now);
-    m.host = host_name();
+    m.host = util::host_name();
     m.tool.version = opts.tool_version;
     m.source = std::filesystem::absolute(opts.source).lexically_normal().string();
     m.root = scan.items.empty() ? std::string() : scan.items.front().entry.rel;

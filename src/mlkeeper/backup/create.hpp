@@ -33,11 +33,9 @@ struct ScanResult {
 };
 
 // Walks `source` (stored as its own base name). For an incremental scan,
-// `parent` is the previous manifest of the same source and
-// `parent_archive` its file name. Throws std::system_error if the source
+// `parent` is the previous manifest of the same source. Throws std::system_error if the source
 // cannot be read at all.
-ScanResult scan_source(const std::filesystem::path& source, const Manifest* parent,
-                       const std::string& parent_archive);
+ScanResult scan_source(const std::filesystem::path& source, const Manifest* parent);
 
 struct CreateOptions {
     std::filesystem::path source;

@@ -20,7 +20,7 @@ fs::path make_archive(const mlk::testing::TempDir& t, Codec codec) {
     auto source = mlk::testing::make_model_tree(t.path(), "models");
     auto dest = t / "dest";
     fs::create_directories(dest);
-    auto scan = scan_source(source, nullptr, "");
+    auto scan = scan_source(source, nullptr);
     CreateOptions o;
     o.source = source;
     o.dest = dest;

@@ -7,18 +7,13 @@
 
 #include "mlkeeper/cli/command.hpp"
 #include "mlkeeper/core/state_store.hpp"
+#include "mlkeeper/util/host.hpp"
 #include "mlkeeper/util/strings.hpp"
 #include "mlkeeper/util/time.hpp"
 #include "mlkeeper/util/units.hpp"
 
 namespace mlk::cli {
 namespace {
-
-std::string host_name() {
-    char buf[256] = {};
-    ::gethostname(buf, sizeof buf - 1);
-    return buf;
-}
 
 // A run without an exit code is still going only if its process lives here.
 std::string state_of(const core::RunRecord& r) {
@@ -34,7 +29,7 @@ std::string state_of(const core::RunRecord& r) {
                 return fmt::format("error ({})", *r.exit_code);
         }
     }
-    bool alive = r.host == host_name() && r.pid > 0 &&
+    bool alive = r.host == util::host_name() && r.pid > 0 &&
                  (::kill(static_cast<pid_t>(r.pid), 0) == 0 || errno == EPERM);
     return alive ? "running" : "interrupted";
 }

@@ -1,4 +1,5 @@
 #include "mlkeeper/core/state_store.hpp"
+#include "mlkeeper/util/host.hpp"
 
 #include <fcntl.h>
 #include <pwd.h>
@@ -277,14 +278,6 @@ void enable_wal(Database& db) {
     }
 }
 
-std::string host_name() {
-    std::array<char, HOST_NAME_MAX + 1> buf{};
-    if (::gethostname(buf.data(), buf.size() - 1) != 0) {
-        return {};
-    }
-    return std::string(buf.data());
-}
-
 // Arguments are bytes on Linux and may not be UTF-8; history is informational, so invalid
 // sequences become U+FFFD rather than failing the command that is being recorded.
 std::string dump(const nlohmann::json& j) {
@@ -439,7 +432,7 @@ int StateStore::schema_version() const {
 
 int64_t StateStore::begin_run(std::string_view command, const std::vector<std::string>& args) {
     const std::string args_json = dump(nlohmann::json(args));
-    const std::string host = host_name();
+    const std::string host = util::host_name();
     const int64_t started = to_ms(now());
     std::lock_guard lock(mutex_);
     try {
