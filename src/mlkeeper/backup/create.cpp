@@ -1,37 +1,111 @@
 #include "mlkeeper/backup/create.hpp"
-#include "mlkeeper/util/host.hpp"
 
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <atomic>
+#include <cstring>
+#include <optional>
 #include <set>
 #include <system_error>
+#include <thread>
 
 #include "mlkeeper/backup/checksums.hpp"
 #include "mlkeeper/backup/tar_writer.hpp"
 #include "mlkeeper/util/atomic_file.hpp"
+#include "mlkeeper/util/chunk_pipe.hpp"
+#include "mlkeeper/util/host.hpp"
 #include "mlkeeper/util/sha256.hpp"
 #include "mlkeeper/util/time.hpp"
 
 namespace mlk::backup {
 namespace {
 
-// Compressed bytes go to the temp file and through SHA-256 on the way.
-class HashingFileSink final : public ByteSink {
+// Compressed bytes go through SHA-256 into the temp file on a thread of
+// their own, so hashing and writing the output overlap with reading,
+// hashing and compressing the input. Memory: kOutChunks * kOutChunkSize.
+class ThreadedHashingFileSink final : public ByteSink {
   public:
-    explicit HashingFileSink(util::AtomicFileWriter& file) : file_(file) {}
+    explicit ThreadedHashingFileSink(util::AtomicFileWriter& file)
+        : file_(file), pipe_(kOutChunks, kOutChunkSize), thread_([this] { run(); }) {}
+    ~ThreadedHashingFileSink() override {
+        if (thread_.joinable()) {
+            pipe_.close();
+            thread_.join();
+        }
+    }
+    ThreadedHashingFileSink(const ThreadedHashingFileSink&) = delete;
+    ThreadedHashingFileSink& operator=(const ThreadedHashingFileSink&) = delete;
+
     void write(const void* data, std::size_t n) override {
-        sha_.update(data, n);
-        file_.write(std::string_view(static_cast<const char*>(data), n));
-        bytes_ += n;
+        const auto* p = static_cast<const char*>(data);
+        while (n > 0) {
+            if (failed_.load(std::memory_order_relaxed)) {
+                finish();  // rethrows the writer's error
+            }
+            if (!cur_) {
+                cur_ = pipe_.acquire();
+            }
+            auto k = std::min(n, cur_->capacity - cur_->size);
+            std::memcpy(cur_->data.get() + cur_->size, p, k);
+            cur_->size += k;
+            p += k;
+            n -= k;
+            if (cur_->size == cur_->capacity) {
+                pipe_.push(std::move(*cur_));
+                cur_.reset();
+            }
+        }
+    }
+
+    // Flushes, waits for the writer and rethrows its error, if any.
+    void finish() {
+        if (thread_.joinable()) {
+            if (cur_ && cur_->size > 0) {
+                pipe_.push(std::move(*cur_));
+            }
+            cur_.reset();
+            pipe_.close();
+            thread_.join();
+        }
+        if (error_) {
+            std::rethrow_exception(error_);
+        }
     }
     std::uint64_t bytes() const { return bytes_; }
     std::string finish_hex() { return sha_.finish_hex(); }
 
   private:
+    // 1 MiB in flight is enough to keep the writer busy; more only adds RSS.
+    static constexpr std::size_t kOutChunks = 4;
+    static constexpr std::size_t kOutChunkSize = std::size_t{256} << 10;
+
+    void run() {
+        // After an error the loop keeps draining, so the producer never
+        // waits for a buffer that would not come back.
+        while (auto c = pipe_.pop()) {
+            if (!error_) {
+                try {
+                    sha_.update(c->data.get(), c->size);
+                    file_.write(std::string_view(c->data.get(), c->size));
+                    bytes_ += c->size;
+                } catch (...) {
+                    error_ = std::current_exception();
+                    failed_.store(true, std::memory_order_relaxed);
+                }
+            }
+            pipe_.release(std::move(*c));
+        }
+    }
+
     util::AtomicFileWriter& file_;
+    util::ChunkPipe pipe_;
+    std::optional<util::Chunk> cur_;
     util::Sha256 sha_;
     std::uint64_t bytes_ = 0;
+    std::exception_ptr error_;
+    std::atomic<bool> failed_{false};
+    std::thread thread_;  // last: starts after every member it uses exists
 };
 
 std::int64_t mtime_ns(const struct stat& st) {
@@ -124,7 +198,7 @@ CreateResult create_archive(const CreateOptions& opts, const ScanResult& scan,
     }
 
     util::AtomicFileWriter file(archive, 0640);
-    HashingFileSink sink(file);
+    ThreadedHashingFileSink sink(file);
     auto compressor = make_compressor(opts.codec, opts.level, opts.threads, sink);
     TarWriter tar(*compressor);
     util::Progress progress(fmt::format("backup {}", m.archive), scan.bytes_to_read, opts.progress);
@@ -169,6 +243,7 @@ CreateResult create_archive(const CreateOptions& opts, const ScanResult& scan,
     }
     tar.close();
     compressor->finish();
+    sink.finish();
     progress.finish();
 
     m.archive_size = sink.bytes();

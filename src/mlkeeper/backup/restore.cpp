@@ -54,7 +54,7 @@ class DiskWriter {
   public:
     explicit DiskWriter(Overwrite overwrite) : a_(archive_write_disk_new()) {
         int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-                    ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SPARSE;
+                    ARCHIVE_EXTRACT_SECURE_NODOTDOT;
         if (::geteuid() == 0) {
             flags |= ARCHIVE_EXTRACT_OWNER;
         }

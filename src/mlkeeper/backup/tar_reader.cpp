@@ -12,7 +12,10 @@
 namespace mlk::backup {
 namespace {
 constexpr std::size_t kBufSize = 1 << 20;
-}
+// Decompressed bytes read ahead: enough to ride out a slow entry, small
+// enough for the constant-memory promise.
+constexpr std::size_t kReadAheadChunks = 4;
+}  // namespace
 
 TarReader::Fd::~Fd() {
     if (fd >= 0) {
@@ -25,7 +28,7 @@ void TarReader::ArchiveFree::operator()(struct archive* a) const {
 }
 
 TarReader::TarReader(const std::filesystem::path& archive)
-    : path_(archive), buf_(new char[kBufSize]) {
+    : path_(archive), pipe_(kReadAheadChunks, kBufSize) {
     fd_.fd = ::open(archive.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_.fd < 0) {
         throw std::system_error(errno, std::generic_category(), "cannot open " + archive.string());
@@ -46,21 +49,54 @@ TarReader::TarReader(const std::filesystem::path& archive)
             return static_cast<std::size_t>(n);
         }
     });
-    a_.reset(archive_read_new());
-    archive_read_support_format_tar(a_.get());
-    check(archive_read_open(a_.get(), this, nullptr, &TarReader::read_cb, nullptr),
-          "cannot read the tar stream");
+    read_ahead_ = std::jthread([this] { read_ahead(); });
+    try {
+        a_.reset(archive_read_new());
+        archive_read_support_format_tar(a_.get());
+        check(archive_read_open(a_.get(), this, nullptr, &TarReader::read_cb, nullptr),
+              "cannot read the tar stream");
+    } catch (...) {
+        pipe_.cancel();  // no destructor runs: unblock the thread before it is joined
+        throw;
+    }
 }
 
-TarReader::~TarReader() = default;
+TarReader::~TarReader() {
+    pipe_.cancel();  // the read-ahead thread unwinds; the jthread joins it
+}
+
+void TarReader::read_ahead() {
+    try {
+        for (;;) {
+            util::Chunk c = pipe_.acquire();
+            c.size = decomp_->read(c.data.get(), c.capacity);
+            if (c.size == 0) {
+                pipe_.release(std::move(c));
+                pipe_.close();
+                return;
+            }
+            pipe_.push(std::move(c));
+        }
+    } catch (const util::PipeCancelled&) {
+        return;
+    } catch (...) {
+        pipe_.close(std::current_exception());
+    }
+}
 
 long TarReader::read_cb(struct archive*, void* self, const void** buf) {
     auto* r = static_cast<TarReader*>(self);
     try {
-        std::size_t n = r->decomp_->read(r->buf_.get(), kBufSize);
-        r->eof_ = n == 0;
-        *buf = r->buf_.get();
-        return static_cast<long>(n);
+        if (r->current_) {
+            r->pipe_.release(std::move(*r->current_));
+            r->current_.reset();
+        }
+        r->current_ = r->pipe_.pop();
+        if (!r->current_) {
+            return 0;
+        }
+        *buf = r->current_->data.get();
+        return static_cast<long>(r->current_->size);
     } catch (...) {
         r->callback_error_ = std::current_exception();
         return -1;
@@ -137,8 +173,14 @@ std::string TarReader::finish() {
         callback_error_ = nullptr;
         std::rethrow_exception(err);
     }
-    while (decomp_->read(buf_.get(), kBufSize) > 0) {
+    if (current_) {
+        pipe_.release(std::move(*current_));
+        current_.reset();
     }
+    while (auto c = pipe_.pop()) {
+        pipe_.release(std::move(*c));
+    }
+    read_ahead_.join();  // the thread has closed the pipe: it is done with raw_sha_
     return raw_sha_.finish_hex();
 }
 

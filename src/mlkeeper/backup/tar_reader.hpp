@@ -1,8 +1,10 @@
 // Reads an archive written by TarWriter (or any .tar.zst / .tar.gz): raw
 // bytes are hashed as they are read (so one pass yields the archive's
 // SHA-256), decompressed by our Decompressor (multi-member gzip, zstd frame
-// checksums, truncation detection) and parsed by libarchive.
-// Thread safety: one reader per thread.
+// checksums, truncation detection) and parsed by libarchive. Reading, raw
+// hashing and decompression run ahead on a thread of their own (a few MiB),
+// so they overlap with the caller's per-entry hashing or writing.
+// Thread safety: one reader per thread (it owns its read-ahead thread).
 #pragma once
 
 #include <cstdint>
@@ -10,9 +12,12 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "mlkeeper/backup/codec.hpp"
+#include "mlkeeper/util/chunk_pipe.hpp"
 #include "mlkeeper/util/sha256.hpp"
 
 struct archive;
@@ -53,6 +58,7 @@ class TarReader {
     }
 
   private:
+    void read_ahead();
     static long read_cb(struct archive*, void* self, const void** buf);
     void check(int rc, const char* what);
 
@@ -69,10 +75,11 @@ class TarReader {
     util::Sha256 raw_sha_;
     std::uint64_t raw_bytes_ = 0;
     std::unique_ptr<Decompressor> decomp_;
-    std::unique_ptr<char[]> buf_;
+    util::ChunkPipe pipe_;
+    std::optional<util::Chunk> current_;  // the chunk libarchive is reading
+    std::jthread read_ahead_;
     std::unique_ptr<struct archive, ArchiveFree> a_;
     std::exception_ptr callback_error_;
-    bool eof_ = false;
 };
 
 }  // namespace mlk::backup

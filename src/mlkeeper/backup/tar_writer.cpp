@@ -100,6 +100,8 @@ TarWriter::TarWriter(Compressor& out)
         throw std::bad_alloc();
     }
     archive_write_set_format_pax(a_.get());
+    // 10 KiB blocks, as GNU tar. Measured: handing zstd 1 MiB pieces instead
+    // saves no time but makes its multithreaded stream buffer ~50 MB more.
     archive_write_set_bytes_per_block(a_.get(), 10240);
     archive_write_set_bytes_in_last_block(a_.get(), 1);
     check(archive_write_open(a_.get(), this, nullptr, &TarWriter::write_cb, nullptr),

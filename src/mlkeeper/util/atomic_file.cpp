@@ -101,7 +101,9 @@ AtomicFileWriter::AtomicFileWriter(AtomicFileWriter&& other) noexcept
       ops_(other.ops_),
       durability_(other.durability_),
       fd_(std::exchange(other.fd_, -1)),
-      state_(std::exchange(other.state_, State::kMovedFrom)) {}
+      state_(std::exchange(other.state_, State::kMovedFrom)),
+      written_(other.written_),
+      flushed_(other.flushed_) {}
 
 AtomicFileWriter& AtomicFileWriter::operator=(AtomicFileWriter&& other) noexcept {
     if (this != &other) {
@@ -114,6 +116,8 @@ AtomicFileWriter& AtomicFileWriter::operator=(AtomicFileWriter&& other) noexcept
         durability_ = other.durability_;
         fd_ = std::exchange(other.fd_, -1);
         state_ = std::exchange(other.state_, State::kMovedFrom);
+        written_ = other.written_;
+        flushed_ = other.flushed_;
     }
     return *this;
 }
@@ -157,6 +161,16 @@ void AtomicFileWriter::write(std::string_view data) {
         }
         p += n;
         left -= static_cast<std::size_t>(n);
+        written_ += static_cast<std::uint64_t>(n);
+    }
+    // Start writeback of what is complete so far without waiting for it, so
+    // the disk works while we compute and commit()'s fsync finds little left
+    // (a 1 GiB archive: ~1 s of fsync otherwise). Only a hint: errors surface
+    // at fsync.
+    if (durability_ == Durability::kFsync && written_ - flushed_ >= kWritebackStep) {
+        (void)::sync_file_range(fd_, static_cast<off_t>(flushed_),
+                                static_cast<off_t>(written_ - flushed_), SYNC_FILE_RANGE_WRITE);
+        flushed_ = written_;
     }
 }
 

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -72,6 +73,9 @@ class AtomicFileWriter {
     Durability durability_;
     int fd_ = -1;
     State state_ = State::kOpen;
+    static constexpr std::uint64_t kWritebackStep = std::uint64_t{8} << 20;
+    std::uint64_t written_ = 0;  // bytes written so far
+    std::uint64_t flushed_ = 0;  // bytes handed to writeback so far
 };
 
 // Replaces `dest` with `data` through an AtomicFileWriter. Throws std::system_error naming the
