@@ -215,11 +215,21 @@ BackupReport run_backup(const core::Config& cfg, const BackupRequest& req) {
             parent = nullptr;
         }
     }
+    // The catalog holds manifest headers; the parent's entries are read now.
+    std::optional<Manifest> parent_manifest;
+    if (parent != nullptr) {
+        try {
+            parent_manifest = read_manifest(manifest_path_for(parent->path));
+        } catch (const std::exception& e) {
+            rep.kind_reason = fmt::format("cannot read the previous manifest: {}", e.what());
+            parent = nullptr;
+        }
+    }
     rep.kind = parent != nullptr ? BackupKind::kIncremental : BackupKind::kFull;
 
     ScanResult scan;
     try {
-        scan = scan_source(source, parent != nullptr ? &*parent->manifest : nullptr);
+        scan = scan_source(source, parent_manifest ? &*parent_manifest : nullptr);
     } catch (const std::exception& e) {
         throw Error(fmt::format("cannot read source directory: {}", e.what()));
     }
@@ -270,7 +280,7 @@ BackupReport run_backup(const core::Config& cfg, const BackupRequest& req) {
     opts.level = level;
     opts.threads = req.threads;
     opts.kind = rep.kind;
-    opts.parent = parent != nullptr ? &*parent->manifest : nullptr;
+    opts.parent = parent_manifest ? &*parent_manifest : nullptr;
     opts.parent_archive = parent != nullptr ? parent->name : std::string();
     opts.progress = req.progress;
     opts.tool_version = req.tool_version;
@@ -298,7 +308,8 @@ BackupReport run_backup(const core::Config& cfg, const BackupRequest& req) {
             rep.exit_code = 2;
             return rep;  // keep older backups: retention only after a good one
         }
-        mark_verified(archive);
+        created.manifest.verified_at = util::iso8601_utc(std::chrono::system_clock::now());
+        write_manifest(manifest_path_for(archive), created.manifest, 0640);
     }
     // The catalog read before the backup, plus the new archive: no second
     // parse of every manifest in the directory.
@@ -308,9 +319,8 @@ BackupReport run_backup(const core::Config& cfg, const BackupRequest& req) {
     fresh.created = now;
     fresh.size = rep.bytes_out;
     fresh.manifest = std::move(created.manifest);
-    if (rep.verified.value_or(false)) {
-        fresh.manifest->verified_at = util::iso8601_utc(std::chrono::system_clock::now());
-    }
+    fresh.manifest->entries.clear();  // like the rest of the catalog: header only
+    fresh.manifest->entries.shrink_to_fit();
     catalog.push_back(std::move(fresh));
     auto pruned = prune_catalog(dest, catalog, policy, now, DryRun::kNo);
     rep.retention = std::move(pruned.decisions);

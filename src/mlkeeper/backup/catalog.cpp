@@ -25,18 +25,7 @@ bool is_archive_name(std::string_view name) {
 }
 
 std::vector<std::string> CatalogEntry::depends_on() const {
-    std::set<std::string> deps;
-    if (manifest) {
-        if (manifest->parent) {
-            deps.insert(*manifest->parent);
-        }
-        for (const auto& e : manifest->entries) {
-            if (e.stored_in) {
-                deps.insert(*e.stored_in);
-            }
-        }
-    }
-    return {deps.begin(), deps.end()};
+    return manifest ? manifest->depends_on : std::vector<std::string>{};
 }
 
 std::vector<CatalogEntry> list_archives(const std::filesystem::path& dest) {
@@ -59,7 +48,7 @@ std::vector<CatalogEntry> list_archives(const std::filesystem::path& dest) {
             e.created = *t;
         }
         try {
-            e.manifest = read_manifest(manifest_path_for(e.path));
+            e.manifest = read_manifest_header(manifest_path_for(e.path));
             if (auto t = util::parse_iso8601_utc(e.manifest->created_at)) {
                 e.created = *t;
             }
@@ -111,7 +100,7 @@ Housekeeping tidy_destination(const std::filesystem::path& dest) {
         }
         if (!sums.contains(archive)) {
             try {
-                auto m = read_manifest(mf);
+                auto m = read_manifest_header(mf);
                 upsert_checksum(sums_file, archive, m.archive_sha256);
                 ++h.checksums_added;
             } catch (const std::exception&) {

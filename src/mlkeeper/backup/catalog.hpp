@@ -19,8 +19,8 @@ struct CatalogEntry {
     std::string name;
     std::chrono::system_clock::time_point created;  // manifest time, else the name's timestamp
     std::uint64_t size = 0;
-    std::optional<Manifest> manifest;
-    std::string manifest_error;  // why there is no manifest ("" when present)
+    std::optional<Manifest> manifest;  // header only (no entries): read_manifest_header()
+    std::string manifest_error;        // why there is no manifest ("" when present)
     bool verified() const { return manifest && manifest->verified_at.has_value(); }
     BackupKind kind() const { return manifest ? manifest->kind : BackupKind::kFull; }
     // Archives this one needs to restore fully (incremental parents and the

@@ -249,6 +249,7 @@ CreateResult create_archive(const CreateOptions& opts, const ScanResult& scan,
     m.archive_size = sink.bytes();
     m.archive_sha256 = sink.finish_hex();
     m.totals = compute_totals(m.entries);
+    m.depends_on = compute_depends_on(m);
 
     // Manifest first: a crash before the rename below leaves only an
     // orphan manifest, which the next run removes; never an archive

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <set>
 #include <utility>
 
 namespace mlk::backup {
@@ -622,6 +623,18 @@ void write_manifest_text(const Manifest& m, JsonText& out) {
         write_path_element(out, m.changed_during_backup[i]);
     }
     out.raw(']');
+    line("depends_on");
+    out.raw('[');
+    {
+        const auto deps = compute_depends_on(m);
+        for (std::size_t i = 0; i < deps.size(); ++i) {
+            if (i > 0) {
+                out.raw(", ");
+            }
+            out.str(deps[i]);
+        }
+    }
+    out.raw(']');
     line("entries");
     if (m.entries.empty()) {
         out.raw("[]");
@@ -1205,6 +1218,84 @@ void read_header(const json& j, Manifest& m) {
 }
 
 // Stored totals are redundant; a mismatch means the file was edited or damaged.
+// Header-only reads: the stored totals and dependencies as written (their
+// agreement with the entries is checked by every full read).
+// Whether every header field came before "entries", as our writer puts them:
+// a manifest rewritten with its keys in another order (jq -S) may have
+// optional fields such as verified_at after the entries.
+bool header_complete(const json& j) {
+    static constexpr std::array<const char*, 14> kHeaderKeys = {"format",
+                                                                "version",
+                                                                "archive",
+                                                                "archive_size",
+                                                                "archive_sha256",
+                                                                "created_at",
+                                                                "tool",
+                                                                "compression",
+                                                                "kind",
+                                                                "parent",
+                                                                "verified_at",
+                                                                "totals",
+                                                                "changed_during_backup",
+                                                                "depends_on"};
+    for (const char* k : kHeaderKeys) {
+        if (member(j, k) == nullptr) {
+            return false;
+        }
+    }
+    for (std::string k : {"host", "source", "root"}) {
+        if (member(j, k.c_str()) == nullptr && member(j, (k + "_b64").c_str()) == nullptr) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool read_header_summary(const json& j, Manifest& m) {
+    const json* deps = member(j, "depends_on");
+    const json* t = opt_object(j, "totals");
+    if (deps == nullptr || !deps->is_array() || t == nullptr) {
+        return false;  // written before depends_on existed: the caller reads the entries
+    }
+    for (const auto& d : *deps) {
+        if (!d.is_string()) {
+            return false;
+        }
+        m.depends_on.push_back(d.get<std::string>());
+    }
+    m.totals.files = req_uint(*t, "files", "totals.files");
+    m.totals.dirs = req_uint(*t, "dirs", "totals.dirs");
+    m.totals.symlinks = req_uint(*t, "symlinks", "totals.symlinks");
+    m.totals.hardlinks = req_uint(*t, "hardlinks", "totals.hardlinks");
+    m.totals.bytes = req_uint(*t, "bytes", "totals.bytes");
+    m.totals.stored_files = req_uint(*t, "stored_files", "totals.stored_files");
+    m.totals.stored_bytes = req_uint(*t, "stored_bytes", "totals.stored_bytes");
+    return true;
+}
+
+void check_depends_on(const json& j, Manifest& m) {
+    m.depends_on = compute_depends_on(m);
+    const json* deps = member(j, "depends_on");
+    if (deps == nullptr) {
+        return;  // optional: manifests of earlier versions lack it
+    }
+    if (!deps->is_array()) {
+        wrong_type("depends_on", "an array", value_of(*deps));
+    }
+    std::vector<std::string> stored;
+    for (const auto& d : *deps) {
+        if (!d.is_string()) {
+            fail("depends_on", "must hold archive names");
+        }
+        stored.push_back(d.get<std::string>());
+    }
+    if (stored != m.depends_on) {
+        fail("depends_on",
+             "does not match the parent and the entries' stored_in; the manifest "
+             "was changed or damaged");
+    }
+}
+
 void check_totals(const json& j, Manifest& m) {
     m.totals = compute_totals(m.entries);
     const json* t = opt_object(j, "totals");
@@ -1243,6 +1334,8 @@ class ManifestSax : public nlohmann::json_sax<json> {
     bool entries_seen = false;
     std::optional<std::string> syntax_error;
     std::optional<std::string> entries_error;
+    bool header_only = false;  // stop at the "entries" key
+    bool stopped_at_entries = false;
 
     bool null() override {
         return scalar(json(nullptr), [] { return Value{}; });
@@ -1378,6 +1471,10 @@ class ManifestSax : public nlohmann::json_sax<json> {
     }
     bool key(string_t& val) override {
         if (mode_ == Mode::kHeader) {
+            if (depth_ == 1 && val == "entries" && header_only) {
+                stopped_at_entries = true;
+                return false;  // ends the parse here: the entries are not needed
+            }
             if (depth_ == 1 && val == "entries") {
                 if (entries_key_seen_) {
                     stop("manifest entries: appears more than once");  // skips its value
@@ -1557,6 +1654,19 @@ std::optional<BackupKind> parse_backup_kind(std::string_view text) {
     return std::nullopt;
 }
 
+std::vector<std::string> compute_depends_on(const Manifest& m) {
+    std::set<std::string> deps;
+    if (m.parent) {
+        deps.insert(*m.parent);
+    }
+    for (const auto& e : m.entries) {
+        if (e.stored_in) {
+            deps.insert(*e.stored_in);
+        }
+    }
+    return {deps.begin(), deps.end()};
+}
+
 Manifest::Totals compute_totals(const std::vector<ManifestEntry>& entries) {
     Manifest::Totals t;
     for (const ManifestEntry& e : entries) {
@@ -1669,6 +1779,7 @@ nlohmann::json to_json(const Manifest& m) {
         }
     }
     j["changed_during_backup"] = std::move(changed);
+    j["depends_on"] = compute_depends_on(m);
     json entries = json::array();
     for (const ManifestEntry& e : m.entries) {
         entries.push_back(entry_json(e));
@@ -1695,6 +1806,7 @@ Manifest manifest_from_json(const nlohmann::json& j) {
     }
     check_totals(j, m);
     validate_manifest(m);
+    check_depends_on(j, m);
     return m;
 }
 
@@ -1727,7 +1839,33 @@ Manifest parse_manifest(std::string_view text) {
     m.entries = std::move(sax.entries);
     check_totals(sax.header, m);
     validate_manifest(m);
+    check_depends_on(sax.header, m);
     return m;
+}
+
+Manifest parse_manifest_header(std::string_view text) {
+    ManifestSax sax;
+    sax.header_only = true;
+    json::sax_parse(text.begin(), text.end(), &sax, json::input_format_t::json, true);
+    if (!sax.stopped_at_entries || !header_complete(sax.header)) {
+        return parse_manifest(text);  // not laid out as we write it: read everything
+    }
+    check_format_and_version(sax.header);
+    Manifest m;
+    read_header(sax.header, m);
+    if (!read_header_summary(sax.header, m)) {
+        return parse_manifest(text);
+    }
+    return m;
+}
+
+Manifest read_manifest_header(const std::filesystem::path& file, const util::FsOps& ops) {
+    const std::string text = util::read_file(file, ops);
+    try {
+        return parse_manifest_header(text);
+    } catch (const ManifestError& e) {
+        throw ManifestError(file.string() + ": " + e.what());
+    }
 }
 
 void write_manifest(const std::filesystem::path& file, const Manifest& m, mode_t mode,

@@ -96,6 +96,10 @@ struct Manifest {
     std::optional<std::string> verified_at;  // ISO 8601 UTC time of the last passed verification
     std::vector<ManifestEntry> entries;
     std::vector<std::string> changed_during_backup;  // paths whose content moved while read
+    // The archives a full restore of this one also reads (the parent and every
+    // entry's stored_in), sorted. Derived from `entries` like `totals`; stored in
+    // the file before the entries, so read_manifest_header() can skip them.
+    std::vector<std::string> depends_on;
     // Derived from `entries`. Readers fill it (after checking the stored totals agree); writers
     // ignore this member and write compute_totals(entries), so it can never be stale on disk.
     Totals totals;
@@ -113,6 +117,7 @@ class ManifestError : public std::runtime_error {
 
 // Counts by type; stored_* count only files with !stored_in.
 Manifest::Totals compute_totals(const std::vector<ManifestEntry>& entries);
+std::vector<std::string> compute_depends_on(const Manifest& m);
 
 // Checks the rules every manifest must meet (see the format document): required values,
 // relative paths under `root` without "." or ".." parts, unique paths, hex digests, mode
@@ -143,6 +148,15 @@ void write_manifest(const std::filesystem::path& file, const Manifest& m, mode_t
 // ManifestError "<file>: manifest ..." / "<file>: invalid JSON ..." when it is corrupt.
 Manifest read_manifest(const std::filesystem::path& file,
                        const util::FsOps& ops = util::real_fs_ops());
+
+// The header only (everything but `entries`, which stays empty), reading the
+// file only up to its "entries" key: what catalogs and `backups list` need,
+// without the cost of thousands of entries per archive. The entries' checks
+// are skipped; a manifest without "depends_on" (written by an earlier
+// version) is read in full instead. Throws as read_manifest().
+Manifest read_manifest_header(const std::filesystem::path& file,
+                              const util::FsOps& ops = util::real_fs_ops());
+Manifest parse_manifest_header(std::string_view text);
 
 // "<archive>.manifest.json" beside the archive.
 std::filesystem::path manifest_path_for(const std::filesystem::path& archive);

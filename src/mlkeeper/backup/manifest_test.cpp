@@ -115,6 +115,7 @@ Manifest sample() {
     m.entries.push_back(extremes);
     m.changed_during_backup = {"models/x.log", "models/caf\xe9.bin"};
     m.totals = compute_totals(m.entries);
+    m.depends_on = compute_depends_on(m);
     return m;
 }
 
@@ -337,6 +338,7 @@ TEST(BackupManifest, OptionalFieldsMayBeMissing) {
     m.verified_at.reset();
     m.entries[3].stored_in.reset();
     m.totals = compute_totals(m.entries);
+    m.depends_on = compute_depends_on(m);
     json j = to_json(m);
     for (const char* key : {"host", "tool", "compression", "parent", "verified_at",
                             "changed_during_backup", "totals"}) {
@@ -721,6 +723,63 @@ TEST(BackupManifest, EnumNames) {
     }
     EXPECT_FALSE(parse_entry_type("File"));
     EXPECT_FALSE(parse_backup_kind(""));
+}
+
+}  // namespace
+}  // namespace mlk::backup
+
+namespace mlk::backup {
+namespace {
+
+TEST(BackupManifestHeader, StopsAtTheEntries) {
+    const Manifest m = sample();
+    std::string text = serialize_manifest(m);
+    const Manifest h = parse_manifest_header(text);
+    EXPECT_TRUE(h.entries.empty());
+    EXPECT_EQ(h.archive, m.archive);
+    EXPECT_EQ(h.parent, m.parent);
+    EXPECT_EQ(h.totals, m.totals);
+    EXPECT_EQ(h.depends_on, m.depends_on);
+    ASSERT_EQ(h.depends_on.size(), 2u);  // the parent and the older archive an entry names
+    // Garbage after the "entries" key: a header read never gets there, a full read fails.
+    text.resize(text.find("\"entries\"") + 12);
+    text += "this is not JSON";
+    EXPECT_NO_THROW((void)parse_manifest_header(text));
+    EXPECT_THROW((void)parse_manifest(text), ManifestError);
+}
+
+TEST(BackupManifestHeader, WithoutDependsOnTheEntriesAreRead) {
+    const Manifest m = sample();
+    std::string text = serialize_manifest(m);
+    const auto start = text.find("  \"depends_on\"");
+    ASSERT_NE(start, std::string::npos);
+    text.erase(start, text.find('\n', start) + 1 - start);  // as an earlier version wrote it
+    const Manifest h = parse_manifest_header(text);
+    EXPECT_EQ(h.entries.size(), m.entries.size());  // fell back to a full read
+    EXPECT_EQ(h.depends_on, m.depends_on);          // derived from the entries
+}
+
+TEST(BackupManifestHeader, KeysInAnotherOrderAreStillReadCorrectly) {
+    Manifest m = sample();
+    m.verified_at = "2026-11-22T02:00:00.000Z";
+    // As `jq -S` would rewrite it: "entries" now comes before "verified_at".
+    const std::string sorted = nlohmann::json::parse(serialize_manifest(m)).dump();
+    const Manifest h = parse_manifest_header(sorted);
+    EXPECT_EQ(h.verified_at, m.verified_at);
+    EXPECT_EQ(h.depends_on, m.depends_on);
+}
+
+TEST(BackupManifestHeader, DependsOnThatDisagreesWithTheEntriesIsRejected) {
+    std::string text = serialize_manifest(sample());
+    const auto at = text.find("\"depends_on\": [");
+    ASSERT_NE(at, std::string::npos);
+    text.insert(at + 15, "\"models_backup_20200101_000000.tar.zst\", ");
+    try {
+        (void)parse_manifest(text);
+        FAIL() << "expected a ManifestError";
+    } catch (const ManifestError& e) {
+        EXPECT_NE(std::string(e.what()).find("depends_on"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace

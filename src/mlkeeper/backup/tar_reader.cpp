@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
@@ -28,41 +29,81 @@ void TarReader::ArchiveFree::operator()(struct archive* a) const {
 }
 
 TarReader::TarReader(const std::filesystem::path& archive)
-    : path_(archive), pipe_(kReadAheadChunks, kBufSize) {
+    : path_(archive), raw_pipe_(kReadAheadChunks, kBufSize), pipe_(kReadAheadChunks, kBufSize) {
     fd_.fd = ::open(archive.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_.fd < 0) {
         throw std::system_error(errno, std::generic_category(), "cannot open " + archive.string());
     }
     (void)::posix_fadvise(fd_.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    decomp_ = std::make_unique<Decompressor>([this](void* buf, std::size_t cap) -> std::size_t {
+    raw_reader_ = std::jthread([this] { read_raw(); });
+    try {
+        decomp_ = std::make_unique<Decompressor>(
+            [this](void* buf, std::size_t cap) { return next_raw(buf, cap); });
+        read_ahead_ = std::jthread([this] { read_ahead(); });
+        a_.reset(archive_read_new());
+        archive_read_support_format_tar(a_.get());
+        check(archive_read_open(a_.get(), this, nullptr, &TarReader::read_cb, nullptr),
+              "cannot read the tar stream");
+    } catch (...) {
+        // No destructor runs: unblock the threads before they are joined.
+        pipe_.cancel();
+        raw_pipe_.cancel();
+        throw;
+    }
+}
+
+TarReader::~TarReader() {
+    // Both threads unwind (PipeCancelled); the jthreads join them.
+    pipe_.cancel();
+    raw_pipe_.cancel();
+}
+
+void TarReader::read_raw() {
+    try {
         for (;;) {
-            ssize_t n = ::read(fd_.fd, buf, cap);
+            util::Chunk c = raw_pipe_.acquire();
+            ssize_t n = ::read(fd_.fd, c.data.get(), c.capacity);
             if (n < 0 && errno == EINTR) {
+                raw_pipe_.release(std::move(c));
                 continue;
             }
             if (n < 0) {
                 throw std::system_error(errno, std::generic_category(),
                                         "cannot read " + path_.string());
             }
-            raw_sha_.update(buf, static_cast<std::size_t>(n));
-            raw_bytes_ += static_cast<std::uint64_t>(n);
-            return static_cast<std::size_t>(n);
+            if (n == 0) {
+                raw_pipe_.release(std::move(c));
+                raw_pipe_.close();
+                return;
+            }
+            c.size = static_cast<std::size_t>(n);
+            raw_sha_.update(c.data.get(), c.size);
+            raw_bytes_ += c.size;
+            raw_pipe_.push(std::move(c));
         }
-    });
-    read_ahead_ = std::jthread([this] { read_ahead(); });
-    try {
-        a_.reset(archive_read_new());
-        archive_read_support_format_tar(a_.get());
-        check(archive_read_open(a_.get(), this, nullptr, &TarReader::read_cb, nullptr),
-              "cannot read the tar stream");
+    } catch (const util::PipeCancelled&) {
+        return;
     } catch (...) {
-        pipe_.cancel();  // no destructor runs: unblock the thread before it is joined
-        throw;
+        raw_pipe_.close(std::current_exception());
     }
 }
 
-TarReader::~TarReader() {
-    pipe_.cancel();  // the read-ahead thread unwinds; the jthread joins it
+std::size_t TarReader::next_raw(void* buf, std::size_t cap) {
+    if (raw_current_ && raw_offset_ == raw_current_->size) {
+        raw_pipe_.release(std::move(*raw_current_));
+        raw_current_.reset();
+    }
+    if (!raw_current_) {
+        raw_current_ = raw_pipe_.pop();
+        raw_offset_ = 0;
+        if (!raw_current_) {
+            return 0;
+        }
+    }
+    const std::size_t k = std::min(cap, raw_current_->size - raw_offset_);
+    std::memcpy(buf, raw_current_->data.get() + raw_offset_, k);
+    raw_offset_ += k;
+    return k;
 }
 
 void TarReader::read_ahead() {
@@ -180,7 +221,8 @@ std::string TarReader::finish() {
     while (auto c = pipe_.pop()) {
         pipe_.release(std::move(*c));
     }
-    read_ahead_.join();  // the thread has closed the pipe: it is done with raw_sha_
+    read_ahead_.join();
+    raw_reader_.join();  // it closed its pipe before the decompressor saw the end
     return raw_sha_.finish_hex();
 }
 

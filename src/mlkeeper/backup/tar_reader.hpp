@@ -1,10 +1,10 @@
 // Reads an archive written by TarWriter (or any .tar.zst / .tar.gz): raw
 // bytes are hashed as they are read (so one pass yields the archive's
 // SHA-256), decompressed by our Decompressor (multi-member gzip, zstd frame
-// checksums, truncation detection) and parsed by libarchive. Reading, raw
-// hashing and decompression run ahead on a thread of their own (a few MiB),
-// so they overlap with the caller's per-entry hashing or writing.
-// Thread safety: one reader per thread (it owns its read-ahead thread).
+// checksums, truncation detection) and parsed by libarchive. Three stages
+// overlap, with a few MiB between them: one thread reads and hashes the file,
+// one decompresses, and the caller parses the tar and hashes or writes entries.
+// Thread safety: one reader per thread (it owns its two worker threads).
 #pragma once
 
 #include <cstdint>
@@ -58,6 +58,8 @@ class TarReader {
     }
 
   private:
+    void read_raw();
+    std::size_t next_raw(void* buf, std::size_t cap);
     void read_ahead();
     static long read_cb(struct archive*, void* self, const void** buf);
     void check(int rc, const char* what);
@@ -75,8 +77,12 @@ class TarReader {
     util::Sha256 raw_sha_;
     std::uint64_t raw_bytes_ = 0;
     std::unique_ptr<Decompressor> decomp_;
-    util::ChunkPipe pipe_;
+    util::ChunkPipe raw_pipe_;                // file bytes, read and hashed by raw_reader_
+    std::optional<util::Chunk> raw_current_;  // the chunk the decompressor is reading
+    std::size_t raw_offset_ = 0;
+    util::ChunkPipe pipe_;                // decompressed bytes, from read_ahead_
     std::optional<util::Chunk> current_;  // the chunk libarchive is reading
+    std::jthread raw_reader_;
     std::jthread read_ahead_;
     std::unique_ptr<struct archive, ArchiveFree> a_;
     std::exception_ptr callback_error_;

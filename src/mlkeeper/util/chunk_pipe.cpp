@@ -43,7 +43,10 @@ void ChunkPipe::close(std::exception_ptr error) {
 
 std::optional<Chunk> ChunkPipe::pop() {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return !ready_.empty() || closed_; });
+    cv_.wait(lock, [&] { return !ready_.empty() || closed_ || cancelled_; });
+    if (cancelled_) {
+        throw PipeCancelled();
+    }
     if (!ready_.empty()) {
         Chunk c = std::move(ready_.front());
         ready_.pop_front();

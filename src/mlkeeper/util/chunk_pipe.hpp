@@ -43,12 +43,12 @@ class ChunkPipe {
     void close(std::exception_ptr error = nullptr);
 
     // Consumer: the next chunk, or nullopt at the end. Rethrows the
-    // producer's error at the point it happened.
+    // producer's error at the point it happened; PipeCancelled after cancel().
     std::optional<Chunk> pop();
     // Consumer: gives a chunk's buffer back to the pool.
     void release(Chunk c);
-    // Consumer: stop early; the producer's acquire()/push() throw
-    // PipeCancelled so it can unwind.
+    // Either side: stop early; from then on acquire(), push() and pop()
+    // throw PipeCancelled so every thread blocked on the pipe can unwind.
     void cancel();
 
   private:

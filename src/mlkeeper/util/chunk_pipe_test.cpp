@@ -71,5 +71,20 @@ TEST(ChunkPipe, CancelUnblocksAProducerWaitingForABuffer) {
     EXPECT_TRUE(cancelled);
 }
 
+TEST(ChunkPipe, CancelUnblocksAConsumerWaitingForAChunk) {
+    ChunkPipe pipe(1, 8);
+    bool cancelled = false;
+    std::thread consumer([&] {
+        try {
+            (void)pipe.pop();  // nothing is ever pushed
+        } catch (const PipeCancelled&) {
+            cancelled = true;
+        }
+    });
+    pipe.cancel();
+    consumer.join();
+    EXPECT_TRUE(cancelled);
+}
+
 }  // namespace
 }  // namespace mlk::util
