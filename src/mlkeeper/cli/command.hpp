@@ -97,6 +97,9 @@ Command verify_command();
 Command restore_command();
 Command backups_command();
 Command alert_command();
+Command cleanup_command();
+Command health_command();
+Command gpu_command();
 
 // Verifies archives and prints the results (shared by `verify` and
 // `backup --verify`); returns 0, or 2 when any archive is bad.

@@ -311,6 +311,12 @@ class Loader {
         }
         ordered("health.disk_warn_threshold", "health.disk_crit_threshold");
         ordered("health.gpu_temp_warn", "health.gpu_temp_crit");
+        ordered("health.mem_warn_threshold", "health.mem_crit_threshold");
+        ordered("health.swap_warn_threshold", "health.swap_crit_threshold");
+        ordered("health.load_warn_threshold", "health.load_crit_threshold");
+        ordered("health.gpu_mem_warn", "health.gpu_mem_crit");
+        ordered("health.errors_warn_threshold", "health.errors_crit_threshold");
+        ordered("gpu.temp_threshold", "gpu.temp_crit");
     }
 
     std::vector<Setting> finish() {

@@ -220,6 +220,13 @@ constexpr std::array kKeys = {
             Sensitivity::kPlain,
             "CSV file metrics are appended to"},
 
+    // clang-format off
+    KeySpec{"gpu", "temp_crit", kInt, "85", "MLKEEPER_GPU_TEMP_CRIT", 0, 150, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "GPU temperature critical (°C); GPU_TEMP_CRIT is health's"},
+    KeySpec{"gpu", "alert", kBool, "false", "GPU_ALERT", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Send alerts for GPU problems through the configured alert channels (--alert)"},
+    KeySpec{"gpu", "write_csv", kBool, "true", "GPU_WRITE_CSV", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Append every sample to metrics_file"},
+    KeySpec{"gpu", "nvml_library", kString, "libnvidia-ml.so.1", "MLKEEPER_NVML_LIBRARY", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "NVML library to dlopen (a soname or a path)"},
+    // clang-format on
+
     // [alerts]
     KeySpec{"alerts",
             "alert_email",
@@ -370,6 +377,20 @@ constexpr std::array kKeys = {
             DurationUnit::kSeconds,
             Sensitivity::kPlain,
             "Also clean Docker images, pip and apt caches, old /tmp files"},
+    // clang-format off
+    KeySpec{"cleanup", "temp_retention", kDuration, "0", "TEMP_RETENTION", 0, 100 * kYear, {}, DurationUnit::kDays, Sensitivity::kPlain, "Keep /tmp/ml-* files this long (plain number = days; 0 = always clean, min_age still applies)"},
+    KeySpec{"cleanup", "targets", kStringList, "", "CLEANUP_TARGETS", 0, 0, "lines", DurationUnit::kSeconds, Sensitivity::kPlain, "Extra or changed targets, one per item: name=NAME path=/dir/* retention=10d pattern=*.pt,*.ckpt min_size=1M delete=files|runs|both enabled=true (env: one per line)"},
+    KeySpec{"cleanup", "keep_checkpoints", kInt, "3", "CLEANUP_KEEP_CHECKPOINTS", 0, 1000000, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Always keep this many newest checkpoints of every run, whatever their age"},
+    KeySpec{"cleanup", "checkpoint_patterns", kStringList, "*.pt *.pth *.ckpt *.safetensors *.bin *.h5 *.pkl *.npz", "CLEANUP_CHECKPOINT_PATTERNS", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "File names that count as checkpoints for keep_checkpoints"},
+    KeySpec{"cleanup", "protect", kStringList, "*best* *final* *.keep", "CLEANUP_PROTECT", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Never delete files or directories whose name matches (a .mlkeeper-keep file protects its whole directory)"},
+    KeySpec{"cleanup", "min_age", kDuration, "1h", "CLEANUP_MIN_AGE", 0, 100 * kYear, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Never delete files modified more recently than this"},
+    KeySpec{"cleanup", "allow_roots", kStringList, "", "CLEANUP_ALLOW_ROOTS", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Roots allowed although they are refused by default (/, /home, a user's home, BACKUP_DIR ...)"},
+    KeySpec{"cleanup", "max_files", kInt, "1000", "CLEANUP_MAX_FILES", 0, 1e12, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Circuit breaker: abort without deleting if a run would delete more files (0 = no limit; --force overrides)"},
+    KeySpec{"cleanup", "max_bytes", kSize, "500GiB", "CLEANUP_MAX_BYTES", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Circuit breaker: abort without deleting if a run would free more (0 = no limit; --force overrides)"},
+    KeySpec{"cleanup", "rate_limit", kNumber, "0", "CLEANUP_RATE_LIMIT", 0, 1e6, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Deletions per second (0 = no limit)"},
+    KeySpec{"cleanup", "low_priority", kBool, "true", "CLEANUP_LOW_PRIORITY", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Run at nice 10 and idle I/O priority so training is never slowed"},
+    KeySpec{"cleanup", "tool_timeout", kDuration, "10m", "CLEANUP_TOOL_TIMEOUT", 1, 86400, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Timeout of each aggressive-mode tool (docker, apt-get)"},
+    // clang-format on
 
     // [health] — health_check.sh
     KeySpec{"health",
@@ -438,6 +459,32 @@ constexpr std::array kKeys = {
             DurationUnit::kSeconds,
             Sensitivity::kPlain,
             "systemd units that must be active"},
+    // clang-format off
+    KeySpec{"health", "mem_crit_threshold", kNumber, "95", "MEM_CRIT_THRESHOLD", 0, 100, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Memory use critical (%)"},
+    KeySpec{"health", "swap_warn_threshold", kNumber, "50", "SWAP_WARN_THRESHOLD", 0, 100, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Swap use warning (%)"},
+    KeySpec{"health", "swap_crit_threshold", kNumber, "80", "SWAP_CRIT_THRESHOLD", 0, 100, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Swap use critical (%)"},
+    KeySpec{"health", "load_warn_threshold", kNumber, "100", "LOAD_WARN_THRESHOLD", 0, 10000, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "1-minute load per CPU warning (%; 100 = one runnable task per CPU)"},
+    KeySpec{"health", "load_crit_threshold", kNumber, "200", "LOAD_CRIT_THRESHOLD", 0, 10000, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "1-minute load per CPU critical (%)"},
+    KeySpec{"health", "gpu_mem_warn", kNumber, "95", "GPU_MEM_WARN", 0, 100, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "GPU memory use warning (%)"},
+    KeySpec{"health", "gpu_mem_crit", kNumber, "99", "GPU_MEM_CRIT", 0, 100, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "GPU memory use critical (%)"},
+    KeySpec{"health", "include_mounts", kStringList, "", "HEALTH_INCLUDE_MOUNTS", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Mount points checked whatever their type (e.g. [\"/dev/shm\"])"},
+    KeySpec{"health", "include_fstypes", kStringList, "", "HEALTH_INCLUDE_FSTYPES", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Filesystem types checked although normally skipped (e.g. [\"tmpfs\"])"},
+    KeySpec{"health", "exclude_mounts", kStringList, "", "HEALTH_EXCLUDE_MOUNTS", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Mount points never checked"},
+    KeySpec{"health", "service_timeout", kDuration, "5s", "HEALTH_SERVICE_TIMEOUT", 1, 300, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "D-Bus call timeout for service checks"},
+    KeySpec{"health", "network", kBool, "true", "HEALTH_NETWORK", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Run network checks and probes (--no-network sets false)"},
+    KeySpec{"health", "dns_names", kStringList, "", "HEALTH_DNS_NAMES", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Names that must resolve (e.g. [\"huggingface.co\"])"},
+    KeySpec{"health", "tcp_targets", kStringList, "", "HEALTH_TCP_TARGETS", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "host:port that must accept TCP connections"},
+    KeySpec{"health", "network_timeout", kDuration, "3s", "HEALTH_NETWORK_TIMEOUT", 1, 300, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Timeout of each DNS lookup and TCP connect"},
+    KeySpec{"health", "probes", kStringList, "", "HEALTH_PROBES", 0, 0, "lines", DurationUnit::kSeconds, Sensitivity::kSecret, "Service probes: URI [expect=200] [timeout=3s] [name=x]; http(s)://, tcp://host:port, redis://[:pass@]host:port, postgresql://... (env: one per line)"},
+    KeySpec{"health", "check_errors", kBool, "true", "HEALTH_CHECK_ERRORS", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Count errors logged in the last errors_window"},
+    KeySpec{"health", "errors_window", kDuration, "1h", "HEALTH_ERRORS_WINDOW", 60, kDay, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "How far back to count logged errors"},
+    KeySpec{"health", "errors_warn_threshold", kInt, "10", "HEALTH_ERRORS_WARN", 0, 1000000, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Warn above this many errors in the window"},
+    KeySpec{"health", "errors_crit_threshold", kInt, "100", "HEALTH_ERRORS_CRIT", 0, 1000000, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Critical above this many errors in the window"},
+    KeySpec{"health", "syslog_file", kPath, "", "HEALTH_SYSLOG_FILE", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Read errors from this file instead of the journal (empty: journal, else /var/log/syslog or /var/log/messages)"},
+    KeySpec{"health", "reboot_required_file", kPath, "/var/run/reboot-required", "HEALTH_REBOOT_REQUIRED_FILE", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Flag file whose presence means a reboot is required"},
+    KeySpec{"health", "alert", kBool, "false", "HEALTH_ALERT", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Send alerts for checks that warn or fail (--alert)"},
+    KeySpec{"health", "textfile_dir", kPath, "", "HEALTH_TEXTFILE_DIR", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Also write mlkeeper_health.prom here (node_exporter textfile collector)"},
+    // clang-format on
 
     // [maintain] — run_all_maintenance.sh
     KeySpec{"maintain",

@@ -1,0 +1,338 @@
+#include "mlkeeper/gpu/nvml_api.hpp"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <memory>
+
+#include <fmt/format.h>
+
+namespace mlk::gpu::nvml {
+
+std::string_view return_name(Return r) {
+    switch (r) {
+        case kSuccess:
+            return "NVML_SUCCESS";
+        case kErrorUninitialized:
+            return "NVML_ERROR_UNINITIALIZED";
+        case kErrorInvalidArgument:
+            return "NVML_ERROR_INVALID_ARGUMENT";
+        case kErrorNotSupported:
+            return "NVML_ERROR_NOT_SUPPORTED";
+        case kErrorNoPermission:
+            return "NVML_ERROR_NO_PERMISSION";
+        case kErrorNotFound:
+            return "NVML_ERROR_NOT_FOUND";
+        case kErrorInsufficientSize:
+            return "NVML_ERROR_INSUFFICIENT_SIZE";
+        case kErrorDriverNotLoaded:
+            return "NVML_ERROR_DRIVER_NOT_LOADED";
+        case kErrorTimeout:
+            return "NVML_ERROR_TIMEOUT";
+        case kErrorLibraryNotFound:
+            return "NVML_ERROR_LIBRARY_NOT_FOUND";
+        case kErrorFunctionNotFound:
+            return "NVML_ERROR_FUNCTION_NOT_FOUND";
+        case kErrorGpuIsLost:
+            return "NVML_ERROR_GPU_IS_LOST";
+        case kErrorResetRequired:
+            return "NVML_ERROR_RESET_REQUIRED";
+        case kErrorLibRmVersionMismatch:
+            return "NVML_ERROR_LIB_RM_VERSION_MISMATCH";
+        case kErrorNoData:
+            return "NVML_ERROR_NO_DATA";
+        case kErrorGpuNotFound:
+            return "NVML_ERROR_GPU_NOT_FOUND";
+        case kErrorUnknown:
+            return "NVML_ERROR_UNKNOWN";
+        default:
+            return "NVML_ERROR";
+    }
+}
+
+namespace {
+
+using InitFn = Return (*)();
+using ErrorStringFn = const char* (*)(Return);
+using StringFn = Return (*)(char*, unsigned int);
+using CountFn = Return (*)(unsigned int*);
+using HandleFn = Return (*)(unsigned int, Device*);
+using DevStringFn = Return (*)(Device, char*, unsigned int);
+using DevUintFn = Return (*)(Device, unsigned int*);
+using DevEnumUintFn = Return (*)(Device, int, unsigned int*);
+using MemoryFn = Return (*)(Device, Memory*);
+using UtilFn = Return (*)(Device, Utilization*);
+using DevUllFn = Return (*)(Device, unsigned long long*);
+using EccFn = Return (*)(Device, int, int, unsigned long long*);
+using ProcsFn = Return (*)(Device, unsigned int*, void*);
+
+struct DlCloser {
+    void operator()(void* h) const {
+        if (h != nullptr) {
+            ::dlclose(h);
+        }
+    }
+};
+
+}  // namespace
+
+struct Nvml::Fns {
+    InitFn init = nullptr;
+    InitFn shutdown = nullptr;
+    ErrorStringFn error_string = nullptr;
+    StringFn driver_version = nullptr;
+    CountFn count = nullptr;
+    HandleFn handle = nullptr;
+    DevStringFn name = nullptr;
+    DevStringFn uuid = nullptr;
+    DevEnumUintFn temperature = nullptr;
+    MemoryFn memory = nullptr;
+    UtilFn utilization = nullptr;
+    DevUintFn power_usage = nullptr;
+    DevUintFn power_limit = nullptr;
+    DevUintFn fan_speed = nullptr;
+    DevEnumUintFn clock = nullptr;
+    DevUllFn throttle = nullptr;
+    EccFn ecc = nullptr;
+    ProcsFn processes = nullptr;
+    int processes_version = 0;  // 1, 2 or 3: which struct layout `processes` fills
+};
+
+namespace {
+
+// The first of `names` the library exports (the newest first), or nullptr.
+template <typename Fn>
+Fn find_symbol(void* lib, std::initializer_list<const char*> names, std::string* chosen) {
+    for (const char* n : names) {
+        if (void* p = ::dlsym(lib, n)) {
+            if (chosen != nullptr) {
+                *chosen = n;
+            }
+            return reinterpret_cast<Fn>(p);
+        }
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+Nvml::Nvml(const std::string& library) : library_(library), fns_(std::make_unique<Fns>()) {
+    // RTLD_LOCAL: NVML's symbols stay out of the global namespace (a fake and a real library
+    // could otherwise shadow each other).
+    std::unique_ptr<void, DlCloser> lib(::dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL));
+    if (!lib) {
+        const char* why = ::dlerror();
+        throw NvmlError(LoadFailure::kLibraryNotFound, kSuccess,
+                        fmt::format("cannot load the NVIDIA management library {}: {} (no NVIDIA "
+                                    "driver installed? set [gpu] nvml_library or "
+                                    "MLKEEPER_NVML_LIBRARY to its path)",
+                                    library, why != nullptr ? why : "unknown error"));
+    }
+    void* h = lib.get();
+    auto require = [&](auto fn, std::string_view what) {
+        if (fn == nullptr) {
+            throw NvmlError(LoadFailure::kSymbolMissing, kSuccess,
+                            fmt::format("{} has no {}: the NVIDIA driver is too old or the file "
+                                        "is not NVML; install a current driver or point [gpu] "
+                                        "nvml_library at libnvidia-ml.so.1",
+                                        library, what));
+        }
+        return fn;
+    };
+    Fns& f = *fns_;
+    f.init = require(find_symbol<InitFn>(h, {"nvmlInit_v2", "nvmlInit"}, &init_symbol_),
+                     "nvmlInit_v2 or nvmlInit");
+    f.shutdown = require(find_symbol<InitFn>(h, {"nvmlShutdown"}, nullptr), "nvmlShutdown");
+    f.count = require(
+        find_symbol<CountFn>(h, {"nvmlDeviceGetCount_v2", "nvmlDeviceGetCount"}, &count_symbol_),
+        "nvmlDeviceGetCount_v2 or nvmlDeviceGetCount");
+    f.handle = require(
+        find_symbol<HandleFn>(h, {"nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex"},
+                              &handle_symbol_),
+        "nvmlDeviceGetHandleByIndex_v2 or nvmlDeviceGetHandleByIndex");
+    f.name =
+        require(find_symbol<DevStringFn>(h, {"nvmlDeviceGetName"}, nullptr), "nvmlDeviceGetName");
+    f.uuid =
+        require(find_symbol<DevStringFn>(h, {"nvmlDeviceGetUUID"}, nullptr), "nvmlDeviceGetUUID");
+    f.temperature = require(find_symbol<DevEnumUintFn>(h, {"nvmlDeviceGetTemperature"}, nullptr),
+                            "nvmlDeviceGetTemperature");
+    f.memory = require(find_symbol<MemoryFn>(h, {"nvmlDeviceGetMemoryInfo"}, nullptr),
+                       "nvmlDeviceGetMemoryInfo");
+    f.utilization = require(find_symbol<UtilFn>(h, {"nvmlDeviceGetUtilizationRates"}, nullptr),
+                            "nvmlDeviceGetUtilizationRates");
+    f.error_string = find_symbol<ErrorStringFn>(h, {"nvmlErrorString"}, nullptr);
+    f.driver_version = find_symbol<StringFn>(h, {"nvmlSystemGetDriverVersion"}, nullptr);
+    f.power_usage = find_symbol<DevUintFn>(h, {"nvmlDeviceGetPowerUsage"}, nullptr);
+    f.power_limit = find_symbol<DevUintFn>(h, {"nvmlDeviceGetEnforcedPowerLimit"}, nullptr);
+    f.fan_speed = find_symbol<DevUintFn>(h, {"nvmlDeviceGetFanSpeed"}, nullptr);
+    f.clock = find_symbol<DevEnumUintFn>(h, {"nvmlDeviceGetClockInfo"}, nullptr);
+    f.throttle = find_symbol<DevUllFn>(
+        h, {"nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"},
+        nullptr);
+    f.ecc = find_symbol<EccFn>(h, {"nvmlDeviceGetTotalEccErrors"}, nullptr);
+    f.processes = find_symbol<ProcsFn>(
+        h,
+        {"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2",
+         "nvmlDeviceGetComputeRunningProcesses"},
+        &processes_symbol_);
+    if (f.processes != nullptr) {
+        f.processes_version = processes_symbol_.ends_with("_v3")   ? 3
+                              : processes_symbol_.ends_with("_v2") ? 2
+                                                                   : 1;
+    }
+
+    Return r = f.init();
+    if (r != kSuccess) {
+        std::string why = f.error_string != nullptr && f.error_string(r) != nullptr
+                              ? f.error_string(r)
+                              : std::string(return_name(r));
+        bool no_driver = r == kErrorDriverNotLoaded || r == kErrorLibraryNotFound;
+        throw NvmlError(no_driver ? LoadFailure::kNoDriver : LoadFailure::kInitFailed, r,
+                        fmt::format("{} failed: {} ({}){}", init_symbol_, why, return_name(r),
+                                    no_driver ? ": the NVIDIA kernel driver is not loaded"
+                                    : r == kErrorLibRmVersionMismatch
+                                        ? ": the driver was upgraded without a reboot; reboot "
+                                          "or reload the nvidia kernel module"
+                                        : ""));
+    }
+    handle_ = lib.release();
+}
+
+Nvml::~Nvml() {
+    if (handle_ != nullptr) {
+        fns_->shutdown();
+        ::dlclose(handle_);
+    }
+}
+
+std::string Nvml::error_string(Return r) const {
+    if (fns_->error_string != nullptr) {
+        if (const char* s = fns_->error_string(r)) {
+            return s;
+        }
+    }
+    return std::string(return_name(r));
+}
+
+Return Nvml::driver_version(std::string* out) const {
+    if (fns_->driver_version == nullptr) {
+        return kErrorFunctionNotFound;
+    }
+    char buf[kDriverVersionBufferSize] = {};
+    Return r = fns_->driver_version(buf, sizeof buf);
+    if (r == kSuccess) {
+        *out = std::string(buf, ::strnlen(buf, sizeof buf));
+    }
+    return r;
+}
+
+Return Nvml::device_count(unsigned int* count) const {
+    return fns_->count(count);
+}
+
+Return Nvml::handle_by_index(unsigned int index, Device* device) const {
+    return fns_->handle(index, device);
+}
+
+namespace {
+
+Return read_string(DevStringFn fn, Device d, unsigned int size, std::string* out) {
+    std::vector<char> buf(size, '\0');
+    Return r = fn(d, buf.data(), size);
+    if (r == kSuccess) {
+        *out = std::string(buf.data(), ::strnlen(buf.data(), size));
+    }
+    return r;
+}
+
+}  // namespace
+
+Return Nvml::name(Device d, std::string* out) const {
+    return read_string(fns_->name, d, kDeviceNameBufferSize, out);
+}
+
+Return Nvml::uuid(Device d, std::string* out) const {
+    return read_string(fns_->uuid, d, kDeviceUuidBufferSize, out);
+}
+
+Return Nvml::temperature(Device d, unsigned int* celsius) const {
+    return fns_->temperature(d, kTemperatureGpu, celsius);
+}
+
+Return Nvml::memory(Device d, Memory* out) const {
+    return fns_->memory(d, out);
+}
+
+Return Nvml::utilization(Device d, Utilization* out) const {
+    return fns_->utilization(d, out);
+}
+
+Return Nvml::power_usage(Device d, unsigned int* milliwatts) const {
+    return fns_->power_usage != nullptr ? fns_->power_usage(d, milliwatts) : kErrorFunctionNotFound;
+}
+
+Return Nvml::enforced_power_limit(Device d, unsigned int* milliwatts) const {
+    return fns_->power_limit != nullptr ? fns_->power_limit(d, milliwatts) : kErrorFunctionNotFound;
+}
+
+Return Nvml::fan_speed(Device d, unsigned int* percent) const {
+    return fns_->fan_speed != nullptr ? fns_->fan_speed(d, percent) : kErrorFunctionNotFound;
+}
+
+Return Nvml::clock(Device d, int clock_type, unsigned int* mhz) const {
+    return fns_->clock != nullptr ? fns_->clock(d, clock_type, mhz) : kErrorFunctionNotFound;
+}
+
+Return Nvml::throttle_reasons(Device d, unsigned long long* mask) const {
+    return fns_->throttle != nullptr ? fns_->throttle(d, mask) : kErrorFunctionNotFound;
+}
+
+Return Nvml::total_ecc_errors(Device d, int error_type, int counter_type,
+                              unsigned long long* count) const {
+    return fns_->ecc != nullptr ? fns_->ecc(d, error_type, counter_type, count)
+                                : kErrorFunctionNotFound;
+}
+
+namespace {
+
+template <typename Info>
+Return list_processes(ProcsFn fn, Device d, std::vector<RawProcess>* out) {
+    // Processes may start between the sizing call and the next one, so grow with headroom and
+    // retry a few times rather than once.
+    std::vector<Info> buf(16);
+    for (int attempt = 0; attempt < 5; ++attempt) {
+        auto count = static_cast<unsigned int>(buf.size());
+        Return r = fn(d, &count, buf.data());
+        if (r == kErrorInsufficientSize) {
+            buf.resize(std::max<std::size_t>(count, buf.size()) + 16);
+            continue;
+        }
+        if (r != kSuccess) {
+            return r;
+        }
+        out->clear();
+        for (unsigned int i = 0; i < count && i < buf.size(); ++i) {
+            out->push_back(RawProcess{buf[i].pid, buf[i].used_gpu_memory});
+        }
+        return kSuccess;
+    }
+    return kErrorInsufficientSize;
+}
+
+}  // namespace
+
+Return Nvml::compute_processes(Device d, std::vector<RawProcess>* out) const {
+    switch (fns_->processes_version) {
+        case 3:
+        case 2:
+            return list_processes<ProcessInfoV2>(fns_->processes, d, out);
+        case 1:
+            return list_processes<ProcessInfoV1>(fns_->processes, d, out);
+        default:
+            return kErrorFunctionNotFound;
+    }
+}
+
+}  // namespace mlk::gpu::nvml

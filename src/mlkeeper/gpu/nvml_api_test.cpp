@@ -1,0 +1,187 @@
+#include "mlkeeper/gpu/nvml_api.hpp"
+
+#include <gtest/gtest.h>
+
+#include "support/fake_nvml.hpp"
+
+namespace mlk::gpu::nvml {
+namespace {
+
+using gpu::testing::Scenario;
+
+size_t count_of(const std::string& text, const std::string& needle) {
+    size_t n = 0;
+    for (size_t p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) {
+        ++n;
+    }
+    return n;
+}
+
+TEST(NvmlApi, ReturnNamesMatchNvmlHeader) {
+    EXPECT_EQ(return_name(3), "NVML_ERROR_NOT_SUPPORTED");
+    EXPECT_EQ(return_name(7), "NVML_ERROR_INSUFFICIENT_SIZE");
+    EXPECT_EQ(return_name(9), "NVML_ERROR_DRIVER_NOT_LOADED");
+    EXPECT_EQ(return_name(15), "NVML_ERROR_GPU_IS_LOST");
+    EXPECT_EQ(return_name(999), "NVML_ERROR_UNKNOWN");
+    EXPECT_EQ(return_name(12345), "NVML_ERROR");
+}
+
+TEST(NvmlApi, MissingLibraryMeansNoDriver) {
+    try {
+        Nvml n("/nonexistent/dir/libnvidia-ml.so.1");
+        FAIL() << "loaded a library that does not exist";
+    } catch (const NvmlError& e) {
+        EXPECT_EQ(e.failure(), LoadFailure::kLibraryNotFound);
+        EXPECT_TRUE(e.means_no_driver());
+        EXPECT_NE(std::string(e.what()).find("/nonexistent/dir/libnvidia-ml.so.1"),
+                  std::string::npos);
+        EXPECT_NE(std::string(e.what()).find("MLKEEPER_NVML_LIBRARY"), std::string::npos);
+    }
+}
+
+TEST(NvmlApi, MissingRequiredSymbolIsAClearError) {
+    MLK_REQUIRE_FAKE_NVML(lib, "notemp");
+    Scenario sc("gpu 0\n");
+    try {
+        Nvml n(lib);
+        FAIL() << "a library without nvmlDeviceGetTemperature was accepted";
+    } catch (const NvmlError& e) {
+        EXPECT_EQ(e.failure(), LoadFailure::kSymbolMissing);
+        EXPECT_FALSE(e.means_no_driver());
+        EXPECT_NE(std::string(e.what()).find("nvmlDeviceGetTemperature"), std::string::npos);
+    }
+    // Symbols are checked before nvmlInit, so nothing was initialised and left behind.
+    EXPECT_EQ(sc.read_init_log(), "");
+}
+
+TEST(NvmlApi, DriverNotLoadedMeansNoDriver) {
+    MLK_REQUIRE_FAKE_NVML(lib, "");
+    Scenario sc("init_error=9\n");
+    try {
+        Nvml n(lib);
+        FAIL() << "init error ignored";
+    } catch (const NvmlError& e) {
+        EXPECT_EQ(e.failure(), LoadFailure::kNoDriver);
+        EXPECT_EQ(e.code(), kErrorDriverNotLoaded);
+        EXPECT_TRUE(e.means_no_driver());
+    }
+}
+
+TEST(NvmlApi, VersionMismatchIsAnInitFailureWithAdvice) {
+    MLK_REQUIRE_FAKE_NVML(lib, "");
+    Scenario sc("init_error=18\n");
+    try {
+        Nvml n(lib);
+        FAIL() << "init error ignored";
+    } catch (const NvmlError& e) {
+        EXPECT_EQ(e.failure(), LoadFailure::kInitFailed);
+        EXPECT_FALSE(e.means_no_driver());
+        EXPECT_NE(std::string(e.what()).find("version mismatch"), std::string::npos);
+        EXPECT_NE(std::string(e.what()).find("reboot"), std::string::npos);
+    }
+}
+
+TEST(NvmlApi, InitAndShutdownArePaired) {
+    MLK_REQUIRE_FAKE_NVML(lib, "");
+    Scenario sc("gpu 0\n");
+    {
+        Nvml n(lib);
+        EXPECT_EQ(sc.read_init_log(), "init nvmlInit_v2\n");
+    }
+    EXPECT_EQ(sc.read_init_log(), "init nvmlInit_v2\nshutdown\n");
+}
+
+TEST(NvmlApi, PrefersNewestSymbols) {
+    MLK_REQUIRE_FAKE_NVML(lib, "");
+    Scenario sc("gpu 0\n");
+    Nvml n(lib);
+    EXPECT_EQ(n.init_symbol(), "nvmlInit_v2");
+    EXPECT_EQ(n.count_symbol(), "nvmlDeviceGetCount_v2");
+    EXPECT_EQ(n.handle_symbol(), "nvmlDeviceGetHandleByIndex_v2");
+    EXPECT_EQ(n.processes_symbol(), "nvmlDeviceGetComputeRunningProcesses_v3");
+}
+
+// Reads the processes of GPU 0 and checks them against the scenario: a wrong struct layout for
+// the chosen symbol would garble the pids and sizes.
+void expect_processes(const Nvml& n) {
+    Device d = nullptr;
+    ASSERT_EQ(n.handle_by_index(0, &d), kSuccess);
+    std::vector<RawProcess> procs;
+    ASSERT_EQ(n.compute_processes(d, &procs), kSuccess);
+    ASSERT_EQ(procs.size(), 3u);
+    EXPECT_EQ(procs[0].pid, 101u);
+    EXPECT_EQ(procs[0].used_gpu_memory, 1024ULL << 20);
+    EXPECT_EQ(procs[1].pid, 202u);
+    EXPECT_EQ(procs[1].used_gpu_memory, kValueNotAvailable);
+    EXPECT_EQ(procs[2].pid, 303u);
+    EXPECT_EQ(procs[2].used_gpu_memory, 7ULL << 20);
+}
+
+TEST(NvmlApi, FallsBackFromV3ToV2) {
+    MLK_REQUIRE_FAKE_NVML(lib, "nov3");
+    Scenario sc("gpu 0 procs=101:1024,202:na,303:7\n");
+    Nvml n(lib);
+    EXPECT_EQ(n.processes_symbol(), "nvmlDeviceGetComputeRunningProcesses_v2");
+    EXPECT_EQ(n.init_symbol(), "nvmlInit_v2");
+    expect_processes(n);
+}
+
+TEST(NvmlApi, FallsBackToV1WithV1StructLayout) {
+    MLK_REQUIRE_FAKE_NVML(lib, "v1");
+    Scenario sc("gpu 0 procs=101:1024,202:na,303:7\ngpu 1\n");
+    Nvml n(lib);
+    EXPECT_EQ(n.init_symbol(), "nvmlInit");
+    EXPECT_EQ(n.count_symbol(), "nvmlDeviceGetCount");
+    EXPECT_EQ(n.handle_symbol(), "nvmlDeviceGetHandleByIndex");
+    EXPECT_EQ(n.processes_symbol(), "nvmlDeviceGetComputeRunningProcesses");
+    unsigned int count = 0;
+    ASSERT_EQ(n.device_count(&count), kSuccess);
+    EXPECT_EQ(count, 2u);
+    expect_processes(n);
+    EXPECT_EQ(sc.read_init_log(), "init nvmlInit\n");
+}
+
+TEST(NvmlApi, V3UsesV2Layout) {
+    MLK_REQUIRE_FAKE_NVML(lib, "");
+    Scenario sc("gpu 0 procs=101:1024,202:na,303:7\n");
+    Nvml n(lib);
+    expect_processes(n);
+}
+
+TEST(NvmlApi, GrowsTheProcessBufferOnInsufficientSize) {
+    MLK_REQUIRE_FAKE_NVML(lib, "");
+    std::string procs;
+    for (int i = 1; i <= 50; ++i) {
+        procs += (i > 1 ? "," : "") + std::to_string(1000 + i) + ":" + std::to_string(i);
+    }
+    Scenario sc("gpu 0 procs=" + procs + "\n");
+    Nvml n(lib);
+    Device d = nullptr;
+    ASSERT_EQ(n.handle_by_index(0, &d), kSuccess);
+    std::vector<RawProcess> out;
+    ASSERT_EQ(n.compute_processes(d, &out), kSuccess);
+    ASSERT_EQ(out.size(), 50u);
+    EXPECT_EQ(out[49].pid, 1050u);
+    EXPECT_EQ(out[49].used_gpu_memory, 50ULL << 20);
+}
+
+TEST(NvmlApi, StringsAndErrors) {
+    MLK_REQUIRE_FAKE_NVML(lib, "");
+    Scenario sc("driver=535.104.05\ngpu 0 name=\"NVIDIA H100 80GB HBM3\" uuid=GPU-abc\n");
+    Nvml n(lib);
+    std::string s;
+    ASSERT_EQ(n.driver_version(&s), kSuccess);
+    EXPECT_EQ(s, "535.104.05");
+    Device d = nullptr;
+    ASSERT_EQ(n.handle_by_index(0, &d), kSuccess);
+    ASSERT_EQ(n.name(d, &s), kSuccess);
+    EXPECT_EQ(s, "NVIDIA H100 80GB HBM3");
+    ASSERT_EQ(n.uuid(d, &s), kSuccess);
+    EXPECT_EQ(s, "GPU-abc");
+    EXPECT_EQ(n.handle_by_index(5, &d), kErrorInvalidArgument);
+    EXPECT_EQ(n.error_string(kErrorGpuIsLost), "GPU is lost");
+    EXPECT_EQ(count_of(sc.read_init_log(), "init"), 1u);
+}
+
+}  // namespace
+}  // namespace mlk::gpu::nvml
