@@ -132,6 +132,20 @@ TEST_F(CleanupCli, CircuitBreakerStopsBeforeDeletingAnything) {
     EXPECT_EQ(files_under(root_).size(), before.size() - 6);
 }
 
+TEST_F(CleanupCli, OnATerminalItAsksFirstAndNoKeepsEverything) {
+    if (!fs::exists("/usr/bin/script")) {
+        GTEST_SKIP() << "util-linux script not installed";
+    }
+    auto before = files_under(root_);
+    auto no = m_.run_on_tty({"cleanup"}, "no\n");
+    EXPECT_EQ(no.exit_code, 0) << no.out;
+    EXPECT_THAT(no.out, HasSubstr("About to delete 6 files"));
+    EXPECT_EQ(files_under(root_), before);
+    auto yes = m_.run_on_tty({"cleanup"}, "yes\n");
+    EXPECT_EQ(yes.exit_code, 0) << yes.out;
+    EXPECT_EQ(files_under(root_).size(), before.size() - 6) << yes.out;
+}
+
 TEST_F(CleanupCli, DangerousRootsAreRefused) {
     for (const std::string root : {"/", "/etc", "/usr/../etc", "/home"}) {
         m_.env()["EXPERIMENTS_DIR"] = root;

@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "mlkeeper/util/strings.hpp"
+
 namespace mlk::testing {
 
 MlkeeperRunner::MlkeeperRunner() {
@@ -17,8 +19,9 @@ MlkeeperRunner::MlkeeperRunner() {
     }
 }
 
-util::RunResult MlkeeperRunner::run(const std::vector<std::string>& args,
-                                    const std::map<std::string, std::string>& extra_env) const {
+std::vector<std::string> MlkeeperRunner::command_line(
+    const std::vector<std::string>& args,
+    const std::map<std::string, std::string>& extra_env) const {
     std::vector<std::string> argv{"/usr/bin/env", "-i"};
     auto all = env_;
     for (const auto& [k, v] : extra_env) {
@@ -29,9 +32,23 @@ util::RunResult MlkeeperRunner::run(const std::vector<std::string>& args,
     }
     argv.push_back(MLK_BINARY);
     argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+}
+
+util::RunResult MlkeeperRunner::run(const std::vector<std::string>& args,
+                                    const std::map<std::string, std::string>& extra_env) const {
     util::RunOptions opts;
     opts.timeout = std::chrono::seconds(60);
-    return util::run_process(argv, opts);
+    return util::run_process(command_line(args, extra_env), opts);
+}
+
+util::RunResult MlkeeperRunner::run_on_tty(const std::vector<std::string>& args,
+                                           const std::string& input) const {
+    util::RunOptions opts;
+    opts.timeout = std::chrono::seconds(60);
+    opts.stdin_data = input;
+    return util::run_process(
+        {"/usr/bin/script", "-qec", util::shell_join(command_line(args, {})), "/dev/null"}, opts);
 }
 
 }  // namespace mlk::testing

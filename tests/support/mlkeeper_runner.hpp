@@ -24,7 +24,16 @@ class MlkeeperRunner {
     util::RunResult run(const std::vector<std::string>& args,
                         const std::map<std::string, std::string>& extra_env = {}) const;
 
+    // Runs mlkeeper on a pseudo-terminal (through util-linux `script`), so it
+    // behaves as on a user's terminal; `input` is typed into it. stdout and
+    // stderr both arrive in `out`, with CRLF line ends.
+    util::RunResult run_on_tty(const std::vector<std::string>& args,
+                               const std::string& input) const;
+
   private:
+    std::vector<std::string> command_line(
+        const std::vector<std::string>& args,
+        const std::map<std::string, std::string>& extra_env) const;
     TempDir dir_;
     std::map<std::string, std::string> env_;
 };
