@@ -18,6 +18,7 @@
 
 #include "mlkeeper/util/atomic_file.hpp"
 #include "mlkeeper/util/fs_ops.hpp"
+#include "support/temp_dir.hpp"
 
 namespace mlk::backup {
 namespace {
@@ -149,25 +150,6 @@ json& entry_json(json& j, const std::string& path) {
     }
     throw std::runtime_error("no entry " + path);
 }
-
-class TempDir {
-  public:
-    TempDir() {
-        std::string tmpl = ::testing::TempDir() + "mlk_manifest_XXXXXX";
-        if (::mkdtemp(tmpl.data()) == nullptr) {
-            throw std::system_error(errno, std::generic_category(), "mkdtemp");
-        }
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    const fs::path& path() const { return path_; }
-
-  private:
-    fs::path path_;
-};
 
 TEST(BackupManifest, TextRoundTripKeepsEveryField) {
     const Manifest m = sample();
@@ -617,7 +599,7 @@ TEST(BackupManifest, IndexFindsEntriesByPath) {
 
 class BackupManifestFile : public ::testing::Test {
   protected:
-    TempDir tmp_;
+    mlk::testing::TempDir tmp_;
 };
 
 TEST_F(BackupManifestFile, WriteAndReadBack) {

@@ -18,16 +18,9 @@ std::chrono::milliseconds ms(std::chrono::seconds s) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(s);
 }
 
-Thresholds pair(const core::Config& cfg, const std::string& warn, const std::string& crit,
-                std::vector<std::string>& errors) {
-    Thresholds t{cfg.number("health." + warn), cfg.number("health." + crit)};
-    if (t.warn > t.crit) {
-        errors.push_back(
-            fmt::format("health.{} ({}) is above health.{} ({}): lower the warning "
-                        "threshold or raise the critical one",
-                        warn, t.warn, crit, t.crit));
-    }
-    return t;
+// warn <= crit is already enforced when the configuration loads.
+Thresholds pair(const core::Config& cfg, const std::string& warn, const std::string& crit) {
+    return {cfg.number("health." + warn), cfg.number("health." + crit)};
 }
 
 std::vector<std::string> unique(std::vector<std::string> v) {
@@ -48,23 +41,19 @@ void append(std::vector<CheckResult>& out, std::vector<CheckResult> more) {
 HealthOptions options_from_config(const core::Config& cfg) {
     HealthOptions o;
     std::vector<std::string> errors;
-    o.disk.usage = pair(cfg, "disk_warn_threshold", "disk_crit_threshold", errors);
+    o.disk.usage = pair(cfg, "disk_warn_threshold", "disk_crit_threshold");
     o.disk.inodes = o.disk.usage;
     o.disk.include_mounts = cfg.list("health.include_mounts");
     o.disk.include_fstypes = cfg.list("health.include_fstypes");
     o.disk.exclude_mounts = cfg.list("health.exclude_mounts");
-    o.memory.memory = pair(cfg, "mem_warn_threshold", "mem_crit_threshold", errors);
-    o.memory.swap = pair(cfg, "swap_warn_threshold", "swap_crit_threshold", errors);
-    o.load_pct = pair(cfg, "load_warn_threshold", "load_crit_threshold", errors);
+    o.memory.memory = pair(cfg, "mem_warn_threshold", "mem_crit_threshold");
+    o.memory.swap = pair(cfg, "swap_warn_threshold", "swap_crit_threshold");
+    o.load_pct = pair(cfg, "load_warn_threshold", "load_crit_threshold");
     o.services = unique(cfg.list("health.services_to_check"));
     o.service_timeout = ms(cfg.duration("health.service_timeout"));
     o.gpu.temp_c = {static_cast<double>(cfg.integer("health.gpu_temp_warn")),
                     static_cast<double>(cfg.integer("health.gpu_temp_crit"))};
-    if (o.gpu.temp_c.warn > o.gpu.temp_c.crit) {
-        errors.push_back(fmt::format("health.gpu_temp_warn ({}) is above health.gpu_temp_crit ({})",
-                                     o.gpu.temp_c.warn, o.gpu.temp_c.crit));
-    }
-    o.gpu.mem_pct = pair(cfg, "gpu_mem_warn", "gpu_mem_crit", errors);
+    o.gpu.mem_pct = pair(cfg, "gpu_mem_warn", "gpu_mem_crit");
     o.network = cfg.boolean("health.network") ? Network::kCheck : Network::kSkip;
     o.dns_names = unique(cfg.list("health.dns_names"));
     o.tcp_targets = unique(cfg.list("health.tcp_targets"));
