@@ -1,8 +1,9 @@
 #include "support/servers.hpp"
 
+#include "mlkeeper/health/pq_lib.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
@@ -210,7 +211,8 @@ PostgresServer::PostgresServer() {
     proc_.emplace(util::Subprocess::start(postgres, so, util::Subprocess::Output::kToFile, log));
     const std::string conninfo = fmt::format(
         "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2", port_);
-    wait_ready(*proc_, "postgres", log, 30s, [&] { return PQping(conninfo.c_str()) == PQPING_OK; });
+    wait_ready(*proc_, "postgres", log, 30s,
+               [&] { return mlk::health::pq().ping(conninfo.c_str()) == PQPING_OK; });
 }
 
 std::string PostgresServer::uri() const {

@@ -129,6 +129,7 @@ void CommandChannel::send(const Alert& alert) {
             }
             throw ChannelError(ChannelError::Kind::kTransient, msg);
         }
+        case util::ExitKind::kCancelled:
         case util::ExitKind::kFailedToStart:
             break;
     }

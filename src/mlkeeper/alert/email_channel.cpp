@@ -2,7 +2,6 @@
 // fallback. Safe from several threads: every send() owns its curl handle or child process.
 #include "mlkeeper/alert/email_channel.hpp"
 
-#include <curl/curl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "mlkeeper/core/curl_lib.hpp"
 #include "mlkeeper/util/process.hpp"
 #include "mlkeeper/util/strings.hpp"
 
@@ -352,25 +352,6 @@ std::string display_url(const std::string& url) {
 
 // ---- SMTP through libcurl ----
 
-struct CurlEasyDeleter {
-    void operator()(CURL* h) const { curl_easy_cleanup(h); }
-};
-struct CurlSlistDeleter {
-    void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-using CurlEasy = std::unique_ptr<CURL, CurlEasyDeleter>;
-using CurlSlist = std::unique_ptr<curl_slist, CurlSlistDeleter>;
-
-// curl_global_init is not safe to race with other curl calls; a function-local static runs it
-// exactly once per process, before the first handle.
-void ensure_curl_global_init() {
-    static const CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (rc != CURLE_OK) {
-        throw ChannelError(Kind::kPermanent,
-                           std::string("curl_global_init failed: ") + curl_easy_strerror(rc));
-    }
-}
-
 struct Upload {
     std::string_view data;
     std::size_t pos = 0;
@@ -434,17 +415,21 @@ class SmtpTransfer {
     explicit SmtpTransfer(const EmailOptions& options) : options_(options) {}
 
     void send(std::string_view message) {
-        ensure_curl_global_init();
-        CurlEasy easy(curl_easy_init());
+        try {
+            (void)core::curl();
+        } catch (const std::exception& e) {
+            fail(Kind::kPermanent, e.what());
+        }
+        core::CurlEasy easy(core::curl().easy_init());
         if (!easy) {
             fail(Kind::kTransient, "curl_easy_init failed");
         }
         h_ = easy.get();
 
-        CurlSlist rcpt;
+        core::CurlSlist rcpt;
         for (const std::string& to : options_.to) {
             curl_slist* next =
-                curl_slist_append(rcpt.get(), ("<" + bare_address(to) + ">").c_str());
+                core::curl().slist_append(rcpt.get(), ("<" + bare_address(to) + ">").c_str());
             if (next == nullptr) {
                 fail(Kind::kTransient, "out of memory building the recipient list");
             }
@@ -496,19 +481,19 @@ class SmtpTransfer {
             set(CURLOPT_CAINFO, options_.ca_file.c_str());
         }
 
-        const CURLcode rc = curl_easy_perform(h_);
+        const CURLcode rc = core::curl().easy_perform(h_);
         if (rc != CURLE_OK) {
             long reply = 0;
-            curl_easy_getinfo(h_, CURLINFO_RESPONSE_CODE, &reply);
+            core::curl().easy_getinfo(h_, CURLINFO_RESPONSE_CODE, &reply);
             long os_errno = 0;
-            curl_easy_getinfo(h_, CURLINFO_OS_ERRNO, &os_errno);
-            std::string msg = curl_easy_strerror(rc);
+            core::curl().easy_getinfo(h_, CURLINFO_OS_ERRNO, &os_errno);
+            std::string msg = core::curl().easy_strerror(rc);
             if (os_errno != 0) {
                 msg += " (" + util::to_lower(std::strerror(static_cast<int>(os_errno))) + ")";
             }
             // curl's detail often repeats the summary at its end; keep only what it adds.
             std::string_view detail = util::trim(errbuf_.data());
-            const std::string_view summary = curl_easy_strerror(rc);
+            const std::string_view summary = core::curl().easy_strerror(rc);
             if (detail.size() >= summary.size() &&
                 detail.substr(detail.size() - summary.size()) == summary) {
                 detail.remove_suffix(summary.size());
@@ -533,11 +518,11 @@ class SmtpTransfer {
   private:
     template <typename T>
     void set(CURLoption option, T value) {
-        const CURLcode rc = curl_easy_setopt(h_, option, value);
+        const CURLcode rc = core::curl().easy_setopt(h_, option, value);
         if (rc != CURLE_OK) {
             fail(Kind::kPermanent, std::string("cannot configure libcurl (option ") +
                                        std::to_string(static_cast<int>(option)) +
-                                       "): " + curl_easy_strerror(rc));
+                                       "): " + core::curl().easy_strerror(rc));
         }
     }
 
@@ -617,6 +602,7 @@ void send_with_sendmail(const EmailOptions& options, std::string_view message) {
             throw ChannelError(
                 Kind::kTransient,
                 who + " timed out after " + std::to_string(options.timeout.count()) + " ms");
+        case util::ExitKind::kCancelled:
         case util::ExitKind::kFailedToStart:
             throw ChannelError(Kind::kPermanent, who + ": cannot start: " + r.error);
     }

@@ -1,6 +1,6 @@
 #include "mlkeeper/core/http_client.hpp"
 
-#include <curl/curl.h>
+#include "mlkeeper/core/curl_lib.hpp"
 
 #include <algorithm>
 #include <array>
@@ -13,28 +13,6 @@
 
 namespace mlk::core {
 namespace {
-
-struct CurlEasyDeleter {
-    void operator()(CURL* h) const { curl_easy_cleanup(h); }
-};
-using CurlEasy = std::unique_ptr<CURL, CurlEasyDeleter>;
-
-struct CurlSlistDeleter {
-    void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-using CurlSlist = std::unique_ptr<curl_slist, CurlSlistDeleter>;
-
-void global_init() {
-    static std::once_flag once;
-    std::call_once(once, [] {
-        // Never cleaned up: other threads may still be using curl at exit.
-        const CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-        if (rc != CURLE_OK) {
-            throw std::runtime_error(std::string("curl_global_init failed: ") +
-                                     curl_easy_strerror(rc));
-        }
-    });
-}
 
 char ascii_lower(char c) {
     return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
@@ -148,10 +126,10 @@ bool sensitive_param(std::string_view name) {
 // Throws HttpError for curl_easy_setopt failures, which mean an unsupported option or a bad value.
 template <typename T>
 void setopt(CURL* h, CURLoption opt, T value, const HttpRequest& req) {
-    const CURLcode rc = curl_easy_setopt(h, opt, value);
+    const CURLcode rc = curl().easy_setopt(h, opt, value);
     if (rc != CURLE_OK) {
         throw HttpError(classify(rc), rc, req.method, redact_url(req.url),
-                        std::string("curl_easy_setopt: ") + curl_easy_strerror(rc));
+                        std::string("curl_easy_setopt: ") + curl().easy_strerror(rc));
     }
 }
 
@@ -176,8 +154,6 @@ const std::string* HttpResponse::header(std::string_view name) const {
 }
 
 HttpResponse http_request(const HttpRequest& req) {
-    global_init();
-
     auto invalid = [&](const std::string& detail) {
         return HttpError(HttpError::Kind::kOther, CURLE_BAD_FUNCTION_ARGUMENT, req.method,
                          redact_url(req.url), detail);
@@ -186,7 +162,7 @@ HttpResponse http_request(const HttpRequest& req) {
         throw invalid("invalid HTTP method \"" + req.method + "\"");
     }
 
-    CurlEasy handle(curl_easy_init());
+    CurlEasy handle(curl().easy_init());
     if (!handle) {
         throw HttpError(HttpError::Kind::kOther, CURLE_FAILED_INIT, req.method, redact_url(req.url),
                         "curl_easy_init failed");
@@ -198,7 +174,7 @@ HttpResponse http_request(const HttpRequest& req) {
     CurlSlist header_list;
     bool has_expect = false;
     auto append_header = [&](const std::string& line) {
-        curl_slist* next = curl_slist_append(header_list.get(), line.c_str());
+        curl_slist* next = curl().slist_append(header_list.get(), line.c_str());
         if (next == nullptr) {
             throw std::bad_alloc();
         }
@@ -265,7 +241,7 @@ HttpResponse http_request(const HttpRequest& req) {
     }
 
     const auto start = std::chrono::steady_clock::now();
-    const CURLcode rc = curl_easy_perform(h);
+    const CURLcode rc = curl().easy_perform(h);
     resp.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - start);
 
@@ -275,13 +251,13 @@ HttpResponse http_request(const HttpRequest& req) {
             detail.pop_back();
         }
         if (detail.empty()) {
-            detail = curl_easy_strerror(rc);
+            detail = curl().easy_strerror(rc);
         }
         throw HttpError(classify(rc), rc, req.method, redact_url(req.url), detail);
     }
 
     long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl().easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     resp.status = status;
     return resp;
 }

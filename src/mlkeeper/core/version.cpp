@@ -1,7 +1,8 @@
 #include "mlkeeper/core/version.hpp"
 
+#include "mlkeeper/core/curl_lib.hpp"
+
 #include <archive.h>
-#include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -22,11 +23,15 @@ std::string version() {
 }
 
 std::string version_text() {
-    const auto* curl = curl_version_info(CURLVERSION_NOW);
     std::string out = fmt::format("mlkeeper {} (git {}, {} build)\n", MLK_VERSION, MLK_GIT_HASH,
                                   std::string(MLK_BUILD_TYPE).empty() ? "default" : MLK_BUILD_TYPE);
-    out += fmt::format("  libcurl {}, {}\n", curl->version,
-                       curl->ssl_version ? curl->ssl_version : "no TLS");
+    try {
+        const auto* curl_info = curl().version_info(CURLVERSION_NOW);
+        out += fmt::format("  libcurl {}, {} (loaded on demand)\n", curl_info->version,
+                           curl_info->ssl_version ? curl_info->ssl_version : "no TLS");
+    } catch (const std::exception& e) {
+        out += fmt::format("  libcurl: {}\n", e.what());
+    }
     out += fmt::format("  openssl {}\n", OpenSSL_version(OPENSSL_VERSION_STRING));
     out += fmt::format("  libarchive {}\n", archive_version_string());
     out += fmt::format("  zstd {}, zlib {}\n", ZSTD_versionString(), zlibVersion());

@@ -4,10 +4,11 @@
 
 #include <algorithm>
 #include <cstring>
-
 #include <memory>
 
 #include <fmt/format.h>
+
+#include "mlkeeper/util/shared_lib.hpp"
 
 namespace mlk::gpu::nvml {
 
@@ -100,24 +101,6 @@ struct Nvml::Fns {
     int processes_version = 0;  // 1, 2 or 3: which struct layout `processes` fills
 };
 
-namespace {
-
-// The first of `names` the library exports (the newest first), or nullptr.
-template <typename Fn>
-Fn find_symbol(void* lib, std::initializer_list<const char*> names, std::string* chosen) {
-    for (const char* n : names) {
-        if (void* p = ::dlsym(lib, n)) {
-            if (chosen != nullptr) {
-                *chosen = n;
-            }
-            return reinterpret_cast<Fn>(p);
-        }
-    }
-    return nullptr;
-}
-
-}  // namespace
-
 Nvml::Nvml(const std::string& library) : library_(library), fns_(std::make_unique<Fns>()) {
     // RTLD_LOCAL: NVML's symbols stay out of the global namespace (a fake and a real library
     // could otherwise shadow each other).
@@ -142,37 +125,39 @@ Nvml::Nvml(const std::string& library) : library_(library), fns_(std::make_uniqu
         return fn;
     };
     Fns& f = *fns_;
-    f.init = require(find_symbol<InitFn>(h, {"nvmlInit_v2", "nvmlInit"}, &init_symbol_),
+    f.init = require(util::find_symbol<InitFn>(h, {"nvmlInit_v2", "nvmlInit"}, &init_symbol_),
                      "nvmlInit_v2 or nvmlInit");
-    f.shutdown = require(find_symbol<InitFn>(h, {"nvmlShutdown"}, nullptr), "nvmlShutdown");
-    f.count = require(
-        find_symbol<CountFn>(h, {"nvmlDeviceGetCount_v2", "nvmlDeviceGetCount"}, &count_symbol_),
-        "nvmlDeviceGetCount_v2 or nvmlDeviceGetCount");
+    f.shutdown = require(util::find_symbol<InitFn>(h, {"nvmlShutdown"}, nullptr), "nvmlShutdown");
+    f.count = require(util::find_symbol<CountFn>(h, {"nvmlDeviceGetCount_v2", "nvmlDeviceGetCount"},
+                                                 &count_symbol_),
+                      "nvmlDeviceGetCount_v2 or nvmlDeviceGetCount");
     f.handle = require(
-        find_symbol<HandleFn>(h, {"nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex"},
-                              &handle_symbol_),
+        util::find_symbol<HandleFn>(
+            h, {"nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex"}, &handle_symbol_),
         "nvmlDeviceGetHandleByIndex_v2 or nvmlDeviceGetHandleByIndex");
-    f.name =
-        require(find_symbol<DevStringFn>(h, {"nvmlDeviceGetName"}, nullptr), "nvmlDeviceGetName");
-    f.uuid =
-        require(find_symbol<DevStringFn>(h, {"nvmlDeviceGetUUID"}, nullptr), "nvmlDeviceGetUUID");
-    f.temperature = require(find_symbol<DevEnumUintFn>(h, {"nvmlDeviceGetTemperature"}, nullptr),
-                            "nvmlDeviceGetTemperature");
-    f.memory = require(find_symbol<MemoryFn>(h, {"nvmlDeviceGetMemoryInfo"}, nullptr),
+    f.name = require(util::find_symbol<DevStringFn>(h, {"nvmlDeviceGetName"}, nullptr),
+                     "nvmlDeviceGetName");
+    f.uuid = require(util::find_symbol<DevStringFn>(h, {"nvmlDeviceGetUUID"}, nullptr),
+                     "nvmlDeviceGetUUID");
+    f.temperature =
+        require(util::find_symbol<DevEnumUintFn>(h, {"nvmlDeviceGetTemperature"}, nullptr),
+                "nvmlDeviceGetTemperature");
+    f.memory = require(util::find_symbol<MemoryFn>(h, {"nvmlDeviceGetMemoryInfo"}, nullptr),
                        "nvmlDeviceGetMemoryInfo");
-    f.utilization = require(find_symbol<UtilFn>(h, {"nvmlDeviceGetUtilizationRates"}, nullptr),
-                            "nvmlDeviceGetUtilizationRates");
-    f.error_string = find_symbol<ErrorStringFn>(h, {"nvmlErrorString"}, nullptr);
-    f.driver_version = find_symbol<StringFn>(h, {"nvmlSystemGetDriverVersion"}, nullptr);
-    f.power_usage = find_symbol<DevUintFn>(h, {"nvmlDeviceGetPowerUsage"}, nullptr);
-    f.power_limit = find_symbol<DevUintFn>(h, {"nvmlDeviceGetEnforcedPowerLimit"}, nullptr);
-    f.fan_speed = find_symbol<DevUintFn>(h, {"nvmlDeviceGetFanSpeed"}, nullptr);
-    f.clock = find_symbol<DevEnumUintFn>(h, {"nvmlDeviceGetClockInfo"}, nullptr);
-    f.throttle = find_symbol<DevUllFn>(
+    f.utilization =
+        require(util::find_symbol<UtilFn>(h, {"nvmlDeviceGetUtilizationRates"}, nullptr),
+                "nvmlDeviceGetUtilizationRates");
+    f.error_string = util::find_symbol<ErrorStringFn>(h, {"nvmlErrorString"}, nullptr);
+    f.driver_version = util::find_symbol<StringFn>(h, {"nvmlSystemGetDriverVersion"}, nullptr);
+    f.power_usage = util::find_symbol<DevUintFn>(h, {"nvmlDeviceGetPowerUsage"}, nullptr);
+    f.power_limit = util::find_symbol<DevUintFn>(h, {"nvmlDeviceGetEnforcedPowerLimit"}, nullptr);
+    f.fan_speed = util::find_symbol<DevUintFn>(h, {"nvmlDeviceGetFanSpeed"}, nullptr);
+    f.clock = util::find_symbol<DevEnumUintFn>(h, {"nvmlDeviceGetClockInfo"}, nullptr);
+    f.throttle = util::find_symbol<DevUllFn>(
         h, {"nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"},
         nullptr);
-    f.ecc = find_symbol<EccFn>(h, {"nvmlDeviceGetTotalEccErrors"}, nullptr);
-    f.processes = find_symbol<ProcsFn>(
+    f.ecc = util::find_symbol<EccFn>(h, {"nvmlDeviceGetTotalEccErrors"}, nullptr);
+    f.processes = util::find_symbol<ProcsFn>(
         h,
         {"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2",
          "nvmlDeviceGetComputeRunningProcesses"},

@@ -1,6 +1,6 @@
 #include "mlkeeper/health/probe_spec.hpp"
 
-#include <libpq-fe.h>
+#include "mlkeeper/health/pq_lib.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -152,10 +152,10 @@ ProbeSpec parse_probe_spec(const std::string& text) {
     } else if (scheme == "postgresql" || scheme == "postgres") {
         spec.kind = ProbeKind::kPostgres;
         char* err = nullptr;
-        PQconninfoOption* opts = PQconninfoParse(uri.c_str(), &err);
+        PQconninfoOption* opts = pq().conninfo_parse(uri.c_str(), &err);
         if (!opts) {
             std::string msg = err ? err : "invalid URI";
-            PQfreemem(err);
+            pq().freemem(err);
             while (!msg.empty() && std::isspace(static_cast<unsigned char>(msg.back()))) {
                 msg.pop_back();
             }
@@ -169,12 +169,12 @@ ProbeSpec parse_probe_spec(const std::string& text) {
                 // libpq checks the port only when connecting; say so now.
                 spec.port = all_digits(port) && port.size() <= 5 ? std::stoi(port) : -1;
                 if (spec.port < 1 || spec.port > 65535) {
-                    PQconninfoFree(opts);
+                    pq().conninfo_free(opts);
                     throw ProbeSpecError("bad port \"" + port + "\" (1-65535)");
                 }
             }
         }
-        PQconninfoFree(opts);
+        pq().conninfo_free(opts);
         if (spec.port == 0)
             spec.port = 5432;
         spec.name =

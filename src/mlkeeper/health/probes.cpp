@@ -1,6 +1,6 @@
 #include "mlkeeper/health/probes.hpp"
 
-#include <libpq-fe.h>
+#include "mlkeeper/health/pq_lib.hpp"
 
 #include <condition_variable>
 #include <future>
@@ -131,10 +131,11 @@ Outcome probe_postgres(const ProbeSpec& spec) {
         PGPing result = PQPING_NO_RESPONSE;
     };
     auto st = std::make_shared<State>();
-    std::thread([st, uri = spec.uri, timeout = std::to_string(secs)] {
+    const PqLib* lib = &pq();  // loaded here: a load error must not escape the detached thread
+    std::thread([st, lib, uri = spec.uri, timeout = std::to_string(secs)] {
         const char* keys[] = {"dbname", "connect_timeout", nullptr};
         const char* vals[] = {uri.c_str(), timeout.c_str(), nullptr};
-        PGPing r = PQpingParams(keys, vals, 1);
+        PGPing r = lib->ping_params(keys, vals, 1);
         std::lock_guard lock(st->mu);
         st->result = r;
         st->done = true;

@@ -6,6 +6,7 @@
 #include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -36,6 +37,9 @@ constexpr milliseconds kDrainAfterExit{1000};
 constexpr milliseconds kReapBound{5000};
 // Poll interval for child exit where pidfd_open is not available (kernels before 5.3).
 constexpr milliseconds kTick{10};
+// How often RunOptions::cancel is looked at while waiting: fast enough for an operator, cheap
+// enough (20 wake-ups a second) for a daemon that waits on long jobs.
+constexpr milliseconds kCancelPoll{50};
 constexpr std::size_t kChunk = 64 * 1024;
 
 std::string errno_text(int err) {
@@ -118,7 +122,16 @@ struct ChildStdio {
 };
 
 // Stages a child can fail at, sent back over the error pipe.
-enum class ChildStage : int { kSetpgid, kStdio, kChdir, kExec };
+enum class ChildStage : int {
+    kSetpgid,
+    kCgroup,
+    kStdio,
+    kNice,
+    kIoPriority,
+    kRlimit,
+    kChdir,
+    kExec
+};
 struct ChildFailure {
     ChildStage stage;
     int err;
@@ -129,7 +142,15 @@ struct ExecPlan {
     std::vector<std::string> env;
     std::vector<char*> argv_ptrs;
     std::vector<char*> env_ptrs;
+    std::string cgroup_procs;  // empty: stay in our cgroup
+    std::optional<int> nice;
+    std::optional<int> ioprio;  // the kernel's packed class/level value
+    std::optional<rlimit> as_limit;
 };
+
+// From linux/ioprio.h, spelled out so that older kernel headers do not matter.
+constexpr int kIoprioClassShift = 13;
+constexpr int kIoprioWhoProcess = 1;
 
 bool has_nul(std::string_view s) {
     return s.find('\0') != std::string_view::npos;
@@ -234,8 +255,53 @@ bool prepare(const std::vector<std::string>& argv, const RunOptions& opts, ExecP
         failure = {EINVAL, "cannot start " + argv[0] + ": working directory contains a NUL"};
         return false;
     }
+    if (opts.nice < -20 || opts.nice > 19) {
+        failure = {EINVAL, "cannot start " + argv[0] + ": nice " + std::to_string(opts.nice) +
+                               " is outside -20..19"};
+        return false;
+    }
+    if (opts.io_class == IoPriorityClass::kRealtime ||
+        opts.io_class == IoPriorityClass::kBestEffort) {
+        if (opts.io_level < 0 || opts.io_level > 7) {
+            failure = {EINVAL, "cannot start " + argv[0] + ": I/O priority level " +
+                                   std::to_string(opts.io_level) + " is outside 0..7"};
+            return false;
+        }
+    } else if (opts.io_class != IoPriorityClass::kNone && opts.io_class != IoPriorityClass::kIdle) {
+        failure = {EINVAL, "cannot start " + argv[0] + ": unknown I/O priority class"};
+        return false;
+    }
+    if (has_nul(opts.cgroup_dir.native())) {
+        failure = {EINVAL, "cannot start " + argv[0] + ": cgroup path contains a NUL"};
+        return false;
+    }
     if (!resolve_program(argv[0], opts, plan.exe, failure)) {
         return false;
+    }
+    if (!opts.cgroup_dir.empty()) {
+        plan.cgroup_procs = (opts.cgroup_dir / "cgroup.procs").string();
+    }
+    if (opts.nice != 0) {
+        plan.nice = opts.nice;
+    }
+    if (opts.io_class != IoPriorityClass::kNone) {
+        const int level = opts.io_class == IoPriorityClass::kIdle ? 0 : opts.io_level;
+        plan.ioprio = (static_cast<int>(opts.io_class) << kIoprioClassShift) | level;
+    }
+    if (opts.rlimit_as) {
+        // Never ask for more than the hard limit: only privileged processes may raise it.
+        rlimit current{};
+        if (::getrlimit(RLIMIT_AS, &current) != 0) {
+            failure = {errno, "cannot read the address-space limit to start " + argv[0]};
+            return false;
+        }
+        rlim_t want = *opts.rlimit_as >= static_cast<std::uint64_t>(RLIM_INFINITY)
+                          ? RLIM_INFINITY
+                          : static_cast<rlim_t>(*opts.rlimit_as);
+        if (current.rlim_max != RLIM_INFINITY && want > current.rlim_max) {
+            want = current.rlim_max;
+        }
+        plan.as_limit = rlimit{want, want};
     }
     plan.env = build_env(opts);
     for (const auto& a : argv) {
@@ -256,6 +322,32 @@ bool prepare(const std::vector<std::string>& argv, const RunOptions& opts, ExecP
     ::_exit(127);
 }
 
+// Writes our pid to an existing cgroup.procs; async-signal-safe. Returns false with errno set.
+bool join_cgroup(const char* procs_path) {
+    int fd = ::open(procs_path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    char buf[24];
+    char* end = buf + sizeof buf;
+    char* p = end;
+    for (auto v = static_cast<unsigned long>(::getpid()); p == end || v != 0; v /= 10) {
+        *--p = static_cast<char>('0' + v % 10);
+    }
+    const auto len = static_cast<std::size_t>(end - p);
+    ssize_t n;
+    do {
+        n = ::write(fd, p, len);
+    } while (n < 0 && errno == EINTR);
+    int saved = errno;
+    ::close(fd);
+    if (n != static_cast<ssize_t>(len)) {
+        errno = n < 0 ? saved : EIO;
+        return false;
+    }
+    return true;
+}
+
 // Runs in the forked child: only async-signal-safe calls from here on.
 [[noreturn]] void child_exec(const ExecPlan& plan, const ChildStdio& io, const char* cwd,
                              int err_fd) {
@@ -268,6 +360,10 @@ bool prepare(const std::vector<std::string>& argv, const RunOptions& opts, ExecP
     }
     if (::setpgid(0, 0) != 0) {
         child_fail(err_fd, ChildStage::kSetpgid);
+    }
+    // Before anything else runs, so the limits cover all of the program's life.
+    if (!plan.cgroup_procs.empty() && !join_cgroup(plan.cgroup_procs.c_str())) {
+        child_fail(err_fd, ChildStage::kCgroup);
     }
     // Ignored signals stay ignored across exec and our handlers must not run here; give the
     // program the default dispositions (SIGPIPE included), then an empty mask below.
@@ -298,6 +394,15 @@ bool prepare(const std::vector<std::string>& argv, const RunOptions& opts, ExecP
     // Descriptors some library opened without O_CLOEXEC must not leak into the program.
     ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);  // best effort (kernel >= 5.11)
 #endif
+    if (plan.nice && ::setpriority(PRIO_PROCESS, 0, *plan.nice) != 0) {
+        child_fail(err_fd, ChildStage::kNice);
+    }
+    if (plan.ioprio && ::syscall(SYS_ioprio_set, kIoprioWhoProcess, 0, *plan.ioprio) != 0) {
+        child_fail(err_fd, ChildStage::kIoPriority);
+    }
+    if (plan.as_limit && ::setrlimit(RLIMIT_AS, &*plan.as_limit) != 0) {
+        child_fail(err_fd, ChildStage::kRlimit);
+    }
     if (cwd != nullptr && ::chdir(cwd) != 0) {
         child_fail(err_fd, ChildStage::kChdir);
     }
@@ -365,8 +470,24 @@ pid_t spawn(const std::vector<std::string>& argv, const RunOptions& opts, const 
         case ChildStage::kSetpgid:
             failure.what = "cannot create a process group for " + argv[0];
             break;
+        case ChildStage::kCgroup:
+            failure.what = "cannot move " + argv[0] + " into cgroup " + opts.cgroup_dir.string() +
+                           " (writing " + plan.cgroup_procs + ")";
+            break;
         case ChildStage::kStdio:
             failure.what = "cannot set up stdin/stdout/stderr for " + argv[0];
+            break;
+        case ChildStage::kNice:
+            failure.what = "cannot set nice " + std::to_string(opts.nice) + " for " + argv[0];
+            break;
+        case ChildStage::kIoPriority:
+            failure.what = "cannot set the I/O priority (class " +
+                           std::to_string(static_cast<int>(opts.io_class)) + ", level " +
+                           std::to_string(opts.io_level) + ") for " + argv[0];
+            break;
+        case ChildStage::kRlimit:
+            failure.what = "cannot set the address-space limit (" +
+                           std::to_string(opts.rlimit_as.value_or(0)) + " bytes) for " + argv[0];
             break;
         case ChildStage::kChdir:
             failure.what = "cannot change directory to " + opts.cwd.string() + " for " + argv[0];
@@ -487,6 +608,7 @@ struct Capture {
     std::string* data;
     bool* truncated;
     std::size_t cap;
+    RunOptions::Keep keep;
 
     // Reads once; closes the fd on EOF or error. True if bytes came.
     bool read_some() {
@@ -494,6 +616,10 @@ struct Capture {
         ssize_t n = ::read(fd.get(), buf.data(), buf.size());
         if (n > 0) {
             std::size_t got = static_cast<std::size_t>(n);
+            if (keep == RunOptions::Keep::kTail) {
+                keep_tail(buf.data(), got);
+                return true;
+            }
             std::size_t room = cap > data->size() ? cap - data->size() : 0;
             data->append(buf.data(), std::min(got, room));
             if (got > room) {
@@ -505,6 +631,29 @@ struct Capture {
             fd.reset();
         }
         return false;
+    }
+
+    // Lets the buffer run up to about twice the cap before dropping the front, so that a chatty
+    // child costs amortized O(1) per byte instead of a memmove of the whole tail per read.
+    void keep_tail(const char* bytes, std::size_t got) {
+        if (got > cap) {
+            bytes += got - cap;
+            *truncated = true;
+            data->clear();
+            got = cap;
+        }
+        data->append(bytes, got);
+        if (data->size() > cap + std::max(cap, kChunk)) {
+            trim();
+        }
+    }
+
+    // Leaves at most `cap` bytes (the tail in kTail mode).
+    void trim() {
+        if (keep == RunOptions::Keep::kTail && data->size() > cap) {
+            data->erase(0, data->size() - cap);
+            *truncated = true;
+        }
     }
 };
 
@@ -536,11 +685,21 @@ RunResult run_process(const std::vector<std::string>& argv, const RunOptions& op
     };
     const std::string name = argv.empty() ? std::string("a process") : argv[0];
 
+    auto cancel_requested = [&opts] {
+        return opts.cancel != nullptr && opts.cancel->load(std::memory_order_relaxed);
+    };
+    if (cancel_requested()) {
+        result.kind = ExitKind::kCancelled;
+        result.error = name + " was not started: cancelled";
+        return result;
+    }
+    const bool merge = opts.stderr_mode == RunOptions::Stderr::kMergeIntoOut;
+
     Pipe out, err, in;
     if (int e = make_pipe(out); e != 0) {
         return failed("cannot create a pipe for " + name + ": " + errno_text(e));
     }
-    if (int e = make_pipe(err); e != 0) {
+    if (int e = merge ? 0 : make_pipe(err); e != 0) {
         return failed("cannot create a pipe for " + name + ": " + errno_text(e));
     }
     if (opts.stdin_data) {
@@ -562,18 +721,24 @@ RunResult run_process(const std::vector<std::string>& argv, const RunOptions& op
     }
 
     StartError start_error;
-    const pid_t pid =
-        spawn(argv, opts, {in.read.get(), out.write.get(), err.write.get()}, start_error);
+    const pid_t pid = spawn(
+        argv, opts, {in.read.get(), out.write.get(), merge ? out.write.get() : err.write.get()},
+        start_error);
     in.read.reset();
     out.write.reset();
     err.write.reset();
     if (pid < 0) {
         return failed(start_error.text());
     }
+    if (opts.on_spawn) {
+        opts.on_spawn(pid);
+    }
 
     UniqueFd pidfd = open_pidfd(pid);
-    Capture cap_out{std::move(out.read), &result.out, &result.out_truncated, opts.output_cap};
-    Capture cap_err{std::move(err.read), &result.err, &result.err_truncated, opts.output_cap};
+    Capture cap_out{std::move(out.read), &result.out, &result.out_truncated, opts.output_cap,
+                    opts.keep};
+    Capture cap_err{std::move(err.read), &result.err, &result.err_truncated, opts.output_cap,
+                    opts.keep};
     UniqueFd stdin_fd = std::move(in.write);
     std::string_view pending_in = opts.stdin_data ? std::string_view(*opts.stdin_data) : "";
     if (pending_in.empty()) {
@@ -593,6 +758,7 @@ RunResult run_process(const std::vector<std::string>& argv, const RunOptions& op
     bool exited = false;  // leader exit observed (still unreaped unless `lost`)
     bool lost = false;
     bool timed_out = false;
+    bool cancelled = false;
     int status = 0;
 
     while (true) {
@@ -611,13 +777,19 @@ RunResult run_process(const std::vector<std::string>& argv, const RunOptions& op
         const bool pipes_open = cap_out.fd || cap_err.fd;
         if (phase == Phase::kRunning) {
             if (exited) {
+                // The command is done; a cancel only cuts short reading what grandchildren write.
                 if (!pipes_open || now >= exited_at + kDrainAfterExit ||
-                    (deadline && now >= *deadline)) {
+                    (deadline && now >= *deadline) || cancel_requested()) {
                     break;
                 }
             } else if (deadline && now >= *deadline) {
                 ::kill(-pid, SIGTERM);
                 timed_out = true;
+                phase = Phase::kTerminating;
+                kill_at = now + opts.kill_grace;
+            } else if (cancel_requested()) {
+                ::kill(-pid, SIGTERM);
+                cancelled = true;
                 phase = Phase::kTerminating;
                 kill_at = now + opts.kill_grace;
             }
@@ -667,6 +839,10 @@ RunResult run_process(const std::vector<std::string>& argv, const RunOptions& op
                 wait_ms = static_cast<int>(kTick.count());
             }
         }
+        if (opts.cancel != nullptr && phase == Phase::kRunning &&
+            (wait_ms < 0 || wait_ms > kCancelPoll.count())) {
+            wait_ms = static_cast<int>(kCancelPoll.count());
+        }
         int ready = ::poll(fds.data(), nfds, wait_ms);
         if (ready <= 0) {
             continue;  // timeout or EINTR: the checks above decide
@@ -705,29 +881,34 @@ RunResult run_process(const std::vector<std::string>& argv, const RunOptions& op
         for (int i = 0; i < 64 && c->fd && c->read_some(); ++i) {
         }
         c->fd.reset();
+        c->trim();
     }
+    // Why the group was torn down, when it was; otherwise what the child did.
+    auto stopped_kind = [&](ExitKind natural) {
+        return cancelled ? ExitKind::kCancelled : timed_out ? ExitKind::kTimedOut : natural;
+    };
     stdin_fd.reset();
 
     if (lost) {
-        result.kind = timed_out ? ExitKind::kTimedOut : ExitKind::kExited;
+        result.kind = stopped_kind(ExitKind::kExited);
         result.error = "exit status of " + name + " is unavailable (is SIGCHLD ignored?)";
     } else {
         Peek peek = Peek::kExited;
         if (!exited &&
             !wait_exit_until(pid, pidfd.get(), Clock::now() + kReapBound, status, peek)) {
             reap_in_background(pid);
-            result.kind = ExitKind::kTimedOut;
+            result.kind = stopped_kind(ExitKind::kTimedOut);
             result.signal = SIGKILL;
             result.error = name + " did not exit after SIGKILL; reaping it in the background";
             result.elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
             return result;
         }
         if (peek == Peek::kLost) {
-            result.kind = timed_out ? ExitKind::kTimedOut : ExitKind::kExited;
+            result.kind = stopped_kind(ExitKind::kExited);
             result.error = "exit status of " + name + " is unavailable (is SIGCHLD ignored?)";
         } else {
             RunResult decided = classify(reap(pid), timed_out);
-            result.kind = decided.kind;
+            result.kind = cancelled ? ExitKind::kCancelled : decided.kind;
             result.exit_code = decided.exit_code;
             result.signal = decided.signal;
         }

@@ -1,12 +1,15 @@
-// Tests for the child-process runner: real children (sh, cat, sleep, head), every wait bounded.
+// Tests for the child-process runner: real children (sh, cat, sleep, head, nice, ionice), every
+// wait bounded.
 #include "mlkeeper/util/process.hpp"
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -471,6 +474,258 @@ TEST(RunProcess, ConcurrentCallsFromThreads) {
     expect_no_zombies();
 }
 
+TEST(RunProcess, MergedStderrKeepsWriteOrder) {
+    RunOptions o = with_timeout(10s);
+    o.stderr_mode = RunOptions::Stderr::kMergeIntoOut;
+    RunResult r = run_process({"sh", "-c", "echo a; echo b >&2; echo c; echo d >&2"}, o);
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.out, "a\nb\nc\nd\n");
+    EXPECT_EQ(r.err, "");
+    EXPECT_FALSE(r.err_truncated);
+}
+
+// ---- keeping the tail of the output ----
+
+TEST(RunProcess, TailKeepsTheLastBytes) {
+    RunOptions o = with_timeout(10s);
+    o.keep = RunOptions::Keep::kTail;
+    o.output_cap = 5;
+    RunResult r = run_process({"printf", "123456789"}, o);
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.out, "56789");
+    EXPECT_TRUE(r.out_truncated);
+
+    RunResult exact = run_process({"printf", "12345"}, o);
+    EXPECT_EQ(exact.out, "12345");
+    EXPECT_FALSE(exact.out_truncated);
+
+    RunResult shorter = run_process({"printf", "12"}, o);
+    EXPECT_EQ(shorter.out, "12");
+    EXPECT_FALSE(shorter.out_truncated);
+
+    o.output_cap = 0;
+    RunResult none = run_process({"printf", "x"}, o);
+    EXPECT_EQ(none.out, "");
+    EXPECT_TRUE(none.out_truncated);
+}
+
+TEST(RunProcess, TailOfChattyOutputAcrossManyReads) {
+    // ~1.2 MB in many writes: the kept tail must be exactly the last bytes, in order, for both
+    // a cap below one read chunk and one above it.
+    for (std::size_t cap : {std::size_t{100}, std::size_t{200000}}) {
+        RunOptions o = with_timeout(30s);
+        o.keep = RunOptions::Keep::kTail;
+        o.output_cap = cap;
+        RunResult r = run_process({"seq", "1", "200000"}, o);
+        ASSERT_TRUE(r.ok()) << r.error;
+        std::string all;
+        for (int i = 1; i <= 200000; ++i) {
+            all += std::to_string(i) + "\n";
+        }
+        ASSERT_EQ(r.out.size(), cap);
+        EXPECT_TRUE(r.out == all.substr(all.size() - cap)) << "cap " << cap;
+        EXPECT_TRUE(r.out_truncated);
+    }
+}
+
+TEST(RunProcess, TailOfBothStreamsSeparately) {
+    RunOptions o = with_timeout(30s);
+    o.keep = RunOptions::Keep::kTail;
+    o.output_cap = 4;
+    RunResult r = run_process(
+        {"sh", "-c",
+         "head -c 3000000 /dev/zero; echo OUT; head -c 100000 /dev/zero >&2; echo ERR >&2"},
+        o);
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.out, "OUT\n");
+    EXPECT_EQ(r.err, "ERR\n");
+    EXPECT_TRUE(r.out_truncated);
+    EXPECT_TRUE(r.err_truncated);
+}
+
+// ---- priority, limits, cgroup ----
+
+TEST(RunProcess, NiceIsApplied) {
+    RunOptions o = with_timeout(10s);
+    o.nice = 7;
+    RunResult r = run_process({"nice"}, o);  // coreutils `nice` alone prints the niceness
+    ASSERT_TRUE(r.ok()) << r.error << r.err;
+    EXPECT_EQ(r.out, "7\n");
+
+    RunResult inherit = run_process({"nice"}, with_timeout(10s));
+    ASSERT_TRUE(inherit.ok()) << inherit.error;
+    errno = 0;
+    const int ours = ::getpriority(PRIO_PROCESS, 0);
+    EXPECT_EQ(inherit.out, std::to_string(ours) + "\n");
+}
+
+TEST(RunProcess, BadOrForbiddenNiceFailsToStart) {
+    RunOptions o = with_timeout(10s);
+    o.nice = 20;
+    RunResult r = run_process({"true"}, o);
+    EXPECT_EQ(r.kind, ExitKind::kFailedToStart);
+    EXPECT_NE(r.error.find("-20..19"), std::string::npos) << r.error;
+    o.nice = -21;
+    EXPECT_EQ(run_process({"true"}, o).kind, ExitKind::kFailedToStart);
+
+    if (::geteuid() != 0) {
+        // Raising priority needs CAP_SYS_NICE: reported by the child through the error pipe.
+        o.nice = -5;
+        RunResult denied = run_process({"true"}, o);
+        EXPECT_EQ(denied.kind, ExitKind::kFailedToStart);
+        EXPECT_NE(denied.error.find("cannot set nice -5"), std::string::npos) << denied.error;
+        expect_no_zombies();
+    }
+}
+
+TEST(RunProcess, IoPriorityIsApplied) {
+    RunOptions o = with_timeout(10s);
+    o.io_class = IoPriorityClass::kBestEffort;
+    o.io_level = 7;
+    RunResult r = run_process({"sh", "-c", "ionice -p $$"}, o);
+    if (r.kind == ExitKind::kFailedToStart && r.error.find("ionice") != std::string::npos) {
+        GTEST_SKIP() << "ionice (util-linux) is not installed";
+    }
+    ASSERT_TRUE(r.ok()) << r.error << r.err;
+    EXPECT_EQ(r.out, "best-effort: prio 7\n");
+
+    o.io_class = IoPriorityClass::kIdle;
+    RunResult idle = run_process({"sh", "-c", "ionice -p $$"}, o);
+    ASSERT_TRUE(idle.ok()) << idle.error << idle.err;
+    EXPECT_EQ(idle.out, "idle\n");
+
+    o.io_class = IoPriorityClass::kBestEffort;
+    o.io_level = 8;
+    RunResult bad = run_process({"true"}, o);
+    EXPECT_EQ(bad.kind, ExitKind::kFailedToStart);
+    EXPECT_NE(bad.error.find("0..7"), std::string::npos) << bad.error;
+}
+
+TEST(RunProcess, AddressSpaceLimitIsApplied) {
+    RunOptions o = with_timeout(10s);
+    o.rlimit_as = 64ULL << 20;
+    RunResult r = run_process({"sh", "-c", "ulimit -v; ulimit -H -v"}, o);
+    ASSERT_TRUE(r.ok()) << r.error << r.err;
+    EXPECT_EQ(r.out, "65536\n65536\n");  // KiB, soft and hard
+
+    // Above the hard limit: lowered to it instead of failing (only root may raise it).
+    rlimit hard{};
+    ASSERT_EQ(::getrlimit(RLIMIT_AS, &hard), 0);
+    if (hard.rlim_max == RLIM_INFINITY) {
+        o.rlimit_as = ~std::uint64_t{0};
+        RunResult unlimited = run_process({"sh", "-c", "ulimit -v"}, o);
+        ASSERT_TRUE(unlimited.ok()) << unlimited.error;
+        EXPECT_EQ(unlimited.out, "unlimited\n");
+    }
+}
+
+TEST(RunProcess, JoinsTheCgroupBeforeExec) {
+    // A plain directory stands in for a cgroup: the child's write of its pid is what we check.
+    TempDir dir;
+    write_file(dir.path() / "cgroup.procs", "", 0644);
+    RunOptions o = with_timeout(10s);
+    o.cgroup_dir = dir.path();
+    RunResult r = run_process({"sh", "-c", "echo $$"}, o);
+    ASSERT_TRUE(r.ok()) << r.error << r.err;
+    EXPECT_EQ(read_file(dir.path() / "cgroup.procs"), std::to_string(first_line_pid(r.out)));
+}
+
+TEST(RunProcess, UnusableCgroupFailsToStart) {
+    RunOptions o = with_timeout(10s);
+    o.cgroup_dir = "/nonexistent/mlk-cgroup";
+    RunResult r = run_process({"true"}, o);
+    EXPECT_EQ(r.kind, ExitKind::kFailedToStart);
+    EXPECT_NE(r.error.find("cgroup /nonexistent/mlk-cgroup"), std::string::npos) << r.error;
+    EXPECT_NE(r.error.find("No such file"), std::string::npos) << r.error;
+    expect_no_zombies();
+
+    // A directory that is not a cgroup (no cgroup.procs) is refused rather than created.
+    TempDir dir;
+    o.cgroup_dir = dir.path();
+    RunResult plain = run_process({"true"}, o);
+    EXPECT_EQ(plain.kind, ExitKind::kFailedToStart);
+    EXPECT_FALSE(std::filesystem::exists(dir.path() / "cgroup.procs"));
+
+    // Not writable (a directory in its place: EISDIR even for root).
+    std::filesystem::create_directory(dir.path() / "cgroup.procs");
+    RunResult unwritable = run_process({"true"}, o);
+    EXPECT_EQ(unwritable.kind, ExitKind::kFailedToStart);
+    EXPECT_NE(unwritable.error.find("Is a directory"), std::string::npos) << unwritable.error;
+    expect_no_zombies();
+}
+
+// ---- cancellation ----
+
+TEST(RunProcess, CancelKillsChildAndGrandchildPromptly) {
+    std::atomic<bool> cancel{false};
+    RunOptions o = with_timeout(20s);
+    o.cancel = &cancel;
+    std::thread canceller([&] {
+        std::this_thread::sleep_for(300ms);
+        cancel = true;
+    });
+    RunResult r = run_process({"sh", "-c", "sleep 30 & echo $!; wait"}, o);
+    canceller.join();
+    EXPECT_EQ(r.kind, ExitKind::kCancelled);
+    EXPECT_EQ(r.signal, SIGTERM);
+    EXPECT_FALSE(r.ok());
+    EXPECT_GE(r.elapsed, 290ms);
+    EXPECT_LT(r.elapsed, 2s);
+    ASSERT_FALSE(r.out.empty());
+    EXPECT_TRUE(wait_gone(first_line_pid(r.out), 3s));
+    expect_no_zombies();
+}
+
+TEST(RunProcess, CancelEscalatesToSigkillAfterGrace) {
+    std::atomic<bool> cancel{false};
+    RunOptions o = with_timeout(20s);
+    o.cancel = &cancel;
+    o.kill_grace = 300ms;
+    std::thread canceller([&] {
+        std::this_thread::sleep_for(200ms);
+        cancel = true;
+    });
+    RunResult r = run_process({"sh", "-c", "trap '' TERM; sleep 30 & echo $!; wait"}, o);
+    canceller.join();
+    EXPECT_EQ(r.kind, ExitKind::kCancelled);
+    EXPECT_EQ(r.signal, SIGKILL);
+    EXPECT_GE(r.elapsed, 490ms);
+    EXPECT_LT(r.elapsed, 5s);
+    ASSERT_FALSE(r.out.empty());
+    EXPECT_TRUE(wait_gone(first_line_pid(r.out), 3s));
+    expect_no_zombies();
+}
+
+TEST(RunProcess, CancelledBeforeStartRunsNothing) {
+    TempDir dir;
+    const auto marker = dir.path() / "ran";
+    std::atomic<bool> cancel{true};
+    RunOptions o = with_timeout(10s);
+    o.cancel = &cancel;
+    RunResult r = run_process({"touch", marker.string()}, o);
+    EXPECT_EQ(r.kind, ExitKind::kCancelled);
+    EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
+TEST(RunProcess, UnsetCancelFlagChangesNothing) {
+    std::atomic<bool> cancel{false};
+    RunOptions o = with_timeout(10s);
+    o.cancel = &cancel;
+    RunResult r = run_process({"sh", "-c", "sleep 0.2; echo done"}, o);
+    EXPECT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.out, "done\n");
+}
+
+TEST(RunProcess, TimeoutStillWinsWithACancelFlag) {
+    std::atomic<bool> cancel{false};
+    RunOptions o;
+    o.timeout = 200ms;
+    o.cancel = &cancel;
+    RunResult r = run_process({"sleep", "30"}, o);
+    EXPECT_EQ(r.kind, ExitKind::kTimedOut);
+    EXPECT_LT(r.elapsed, 2s);
+}
+
 // ---- Subprocess ----
 
 TEST(Subprocess, DestructorKillsItsGroup) {
@@ -609,6 +864,31 @@ TEST(Subprocess, OutputToFileWithEnvCwdAndStdin) {
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
     EXPECT_EQ(read_file(log), std::filesystem::canonical(dir.path()).string() +
                                   "\nsub-value\nfrom stdin\nto-stderr\n");
+}
+
+TEST(Subprocess, PriorityLimitsAndCgroupApply) {
+    TempDir dir;
+    const auto log = dir.path() / "child.log";
+    const auto cg = dir.path() / "cg";
+    std::filesystem::create_directory(cg);
+    write_file(cg / "cgroup.procs", "", 0644);
+    RunOptions o;
+    o.nice = 3;
+    o.rlimit_as = 256ULL << 20;
+    o.cgroup_dir = cg;
+    {
+        Subprocess p =
+            Subprocess::start({"sh", "-c", "nice; ulimit -v"}, o, Subprocess::Output::kToFile, log);
+        auto status = p.wait_for(5s);
+        ASSERT_TRUE(status.has_value());
+        EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+        EXPECT_EQ(read_file(log), "3\n262144\n");
+        EXPECT_EQ(read_file(cg / "cgroup.procs"), std::to_string(p.pid()));
+    }
+
+    o.cgroup_dir = "/nonexistent/mlk-cgroup";
+    EXPECT_THROW(Subprocess::start({"true"}, o), std::system_error);
+    expect_no_zombies();
 }
 
 TEST(Subprocess, OversizedStdinIsRejected) {
