@@ -30,10 +30,13 @@ class MlkeeperRunner {
     util::RunResult run_on_tty(const std::vector<std::string>& args,
                                const std::string& input) const;
 
-  private:
+    // The full command line run() uses (env -i ... mlkeeper args), for starting long-lived
+    // instances such as the agent with util::Subprocess.
     std::vector<std::string> command_line(
         const std::vector<std::string>& args,
-        const std::map<std::string, std::string>& extra_env) const;
+        const std::map<std::string, std::string>& extra_env = {}) const;
+
+  private:
     TempDir dir_;
     std::map<std::string, std::string> env_;
 };

@@ -100,6 +100,9 @@ Command alert_command();
 Command cleanup_command();
 Command health_command();
 Command gpu_command();
+Command calendar_command();
+Command schedule_command();
+Command agent_command();
 
 // Verifies archives and prints the results (shared by `verify` and
 // `backup --verify`); returns 0, or 2 when any archive is bad.

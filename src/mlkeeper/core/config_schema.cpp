@@ -585,6 +585,12 @@ constexpr std::array kKeys = {
             DurationUnit::kSeconds,
             Sensitivity::kPlain,
             "Also send log lines to syslog"},
+    // clang-format off
+    KeySpec{"schedule", "default_jobs", kBool, "true", "SCHEDULE_DEFAULT_JOBS", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Start from the seeds' four jobs (backup daily 02:00, gpu every 5 min, cleanup Sun 03:00, maintain Sun 01:00); [schedule.jobs.NAME] tables change or add jobs"},
+    KeySpec{"schedule", "cgroup_parent", kPath, "", "SCHEDULE_CGROUP_PARENT", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "A cgroup v2 directory the agent may write (e.g. its own delegated cgroup); jobs get memory.max/cpu.max there. Empty: memory limits become RLIMIT_AS and CPU quotas are not enforced"},
+    KeySpec{"schedule", "stop_timeout", kDuration, "90", "SCHEDULE_STOP_TIMEOUT", 0, 86400, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "On SIGTERM, running jobs get this long to finish before they are killed"},
+    KeySpec{"schedule", "output_tail", kSize, "8KiB", "SCHEDULE_OUTPUT_TAIL", 0, 16 * 1024 * 1024, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "How much of a job's last output the run log keeps"},
+    // clang-format on
 };
 
 }  // namespace

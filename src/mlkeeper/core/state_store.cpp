@@ -30,7 +30,7 @@ constexpr int kBusyTimeoutMs = 5000;
 // Schema history. Append only: each entry runs once, in one transaction, and moves
 // PRAGMA user_version to its position (1-based). Never edit an entry that has shipped;
 // docs/STATE.md describes the result.
-constexpr std::array<std::string_view, 2> kMigrations = {
+constexpr std::array<std::string_view, 3> kMigrations = {
     // 1: run history and a key/value table for later modules.
     R"sql(
 CREATE TABLE runs (
@@ -68,6 +68,27 @@ CREATE TABLE alerts (
     occurrences INTEGER NOT NULL DEFAULT 0,
     escalated   INTEGER NOT NULL DEFAULT 0
 );
+)sql",
+    // 3: scheduled job runs of the agent and `schedule run`: what fired, why, how it ended, and
+    // the job's process, so a restarted agent can tell an orphaned job from a dead one.
+    R"sql(
+CREATE TABLE job_runs (
+    id          INTEGER PRIMARY KEY,
+    job         TEXT NOT NULL,
+    trigger     TEXT NOT NULL,
+    elapse_at   INTEGER,
+    started_at  INTEGER NOT NULL,
+    ended_at    INTEGER,
+    outcome     TEXT,
+    exit_code   INTEGER,
+    signal      INTEGER,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    pid         INTEGER,
+    pid_start   INTEGER,
+    agent_pid   INTEGER,
+    output_tail TEXT
+);
+CREATE INDEX job_runs_job_started ON job_runs (job, started_at);
 )sql",
 };
 

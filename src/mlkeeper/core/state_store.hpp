@@ -59,6 +59,11 @@ class StateStore {
     // Opens (creating it and its directory if missing) and migrates the database. Throws
     // mlk::Error with one line naming the file, the reason and what to do when the file is
     // corrupt, unreadable, busy or from a newer mlkeeper. Never modifies a file it cannot read.
+    //
+    // Open one StateStore per file per process and share it: opening reads the file header
+    // with open()/close(), and a close() drops every POSIX lock the process holds on the file,
+    // including the locks an already open StateStore's SQLite connection relies on (another
+    // process could then reset the WAL under it and its later writes would be lost).
     explicit StateStore(const std::filesystem::path& db_file, Clock now = {});
 
     StateStore(const StateStore&) = delete;
