@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "mlkeeper/cli/command.hpp"
+#include "mlkeeper/sched/job_config.hpp"
 #include "mlkeeper/util/strings.hpp"
 
 namespace mlk::cli {
@@ -118,6 +119,7 @@ int show(const Context& ctx, bool json) {
 
 int check(const Context& ctx, bool json) {
     const auto& cfg = ctx.config();
+    const auto jobs = sched::load_jobs(cfg);  // [schedule.jobs.*]: throws ConfigError (exit 78)
     int from_file = 0;
     for (const auto& s : cfg.settings()) {
         from_file += s.source == Source::kFile ? 1 : 0;
@@ -126,7 +128,8 @@ int check(const Context& ctx, bool json) {
         nlohmann::json out = {
             {"ok", true},
             {"file", cfg.file() ? nlohmann::json(cfg.file()->string()) : nlohmann::json(nullptr)},
-            {"keys_from_file", from_file}};
+            {"keys_from_file", from_file},
+            {"jobs", jobs.size()}};
         std::cout << out.dump(2) << "\n";
     } else if (cfg.file()) {
         std::cout << fmt::format("ok: {} is valid ({} key{} set there)\n", cfg.file()->string(),
