@@ -155,8 +155,8 @@ TEST_F(ScheduleTest, BadJobConfigIsRejectedWithItsPlace) {
     EXPECT_EQ(r.exit_code, 78);
     EXPECT_NE(r.err.find("mlkeeper.toml:7:"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("every tuesday"), std::string::npos) << r.err;
-    const auto check = mk.run(
-        {"--config", (mk.dir().path() / "mlkeeper.toml").string(), "config", "check"});
+    const auto check =
+        mk.run({"--config", (mk.dir().path() / "mlkeeper.toml").string(), "config", "check"});
     EXPECT_EQ(check.exit_code, 78) << check.out;
     EXPECT_NE(check.err.find("every tuesday"), std::string::npos) << check.err;
 }

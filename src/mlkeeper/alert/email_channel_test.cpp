@@ -2,6 +2,7 @@
 // to a real aiosmtpd server (python3-aiosmtpd) started per test, SMTP faults (refused, silent,
 // AUTH failure, 4xx/5xx replies, TLS refused) and the sendmail path with fake sendmail scripts.
 #include "mlkeeper/alert/email_channel.hpp"
+#include "support/temp_dir.hpp"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -39,26 +40,7 @@ using SteadyClock = std::chrono::steady_clock;
 
 constexpr const char* kPython = "/usr/bin/python3";  // the system one, where python3-aiosmtpd is
 
-class TempDir {
-  public:
-    TempDir() {
-        std::string pattern = ::testing::TempDir() + "mlk_email_XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) {
-            throw std::system_error(errno, std::generic_category(), "mkdtemp " + pattern);
-        }
-        path_ = pattern;
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    const fs::path& path() const { return path_; }
-
-  private:
-    fs::path path_;
-};
+using mlk::testing::TempDir;
 
 std::string read_file(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);

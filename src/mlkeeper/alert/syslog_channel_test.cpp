@@ -1,4 +1,5 @@
 #include "mlkeeper/alert/syslog_channel.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -27,24 +28,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-class TempDir {
-  public:
-    TempDir() {
-        std::string tmpl = "/tmp/mlk_syslog_XXXXXX";  // short: sun_path holds 107 bytes
-        if (::mkdtemp(tmpl.data()) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    const fs::path& path() const { return path_; }
-
-  private:
-    fs::path path_;
-};
+using mlk::testing::TempDir;
 
 // A bound unix socket standing in for /dev/log.
 class Receiver {

@@ -1,4 +1,5 @@
 #include "mlkeeper/backup/codec.hpp"
+#include "support/temp_dir.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -153,26 +154,7 @@ void run_with_deadline(std::chrono::seconds limit, F fn) {
     fut.get();  // rethrows assertion helpers' exceptions, if any
 }
 
-class TempDir {
-  public:
-    TempDir() {
-        std::string tmpl = ::testing::TempDir() + "mlk_codec_XXXXXX";
-        if (::mkdtemp(tmpl.data()) == nullptr) {
-            throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
-        }
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const fs::path& path() const { return path_; }
-
-  private:
-    fs::path path_;
-};
+using mlk::testing::TempDir;
 
 void write_file(const fs::path& p, const std::string& data) {
     std::ofstream f(p, std::ios::binary);

@@ -1,4 +1,5 @@
 #include "mlkeeper/core/state_store.hpp"
+#include "support/temp_dir.hpp"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -36,31 +37,7 @@ using std::chrono::system_clock;
 
 // A private directory under the test temp dir, removed (with its permissions restored
 // first, since some tests lock it down) when the test ends.
-class TempDir {
-  public:
-    TempDir() {
-        std::string templ = (fs::path(::testing::TempDir()) / "mlk_state_XXXXXX").string();
-        if (::mkdtemp(templ.data()) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        path_ = templ;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);
-        for (auto it = fs::recursive_directory_iterator(path_, ec);
-             !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-            fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
-        }
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const fs::path& path() const { return path_; }
-
-  private:
-    fs::path path_;
-};
+using mlk::testing::TempDir;
 
 std::string read_bytes(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);

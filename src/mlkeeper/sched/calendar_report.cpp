@@ -367,34 +367,6 @@ const char* strptime_like(const char* rp, const char* fmt, Tm& tm) {
     return rp;
 }
 
-// systemd's parse_fractional_part_u() for 6 digits.
-int parse_fraction(const char** p, unsigned* res) {
-    const char* s = *p;
-    unsigned val = 0;
-    std::size_t i = 0;
-    for (; i < 6; ++i, ++s) {
-        if (!is_digit(*s)) {
-            if (i == 0) {
-                return -EINVAL;
-            }
-            for (; i < 6; ++i) {
-                val *= 10;
-            }
-            break;
-        }
-        val = val * 10 + static_cast<unsigned>(*s - '0');
-    }
-    if (*s >= '5' && *s <= '9') {
-        ++val;
-    }
-    while (is_digit(*s)) {
-        ++s;
-    }
-    *p = s;
-    *res = val;
-    return 0;
-}
-
 // systemd 252's parse_timestamp_impl(). `zone` is the zone local times are read in (the local
 // zone, or the suffix zone when with_tz).
 int parse_timestamp_impl(std::string t, bool with_tz, const util::TimeZone& zone, U64 now,
@@ -521,7 +493,7 @@ int parse_timestamp_impl(std::string t, bool with_tz, const util::TimeZone& zone
             if (f.frac && *k == '.') {
                 ++k;
                 unsigned add = 0;
-                if (parse_fraction(&k, &add) < 0 || *k != '\0') {
+                if (parse_fractional_part(&k, 6, &add) < 0 || *k != '\0') {
                     return -EINVAL;
                 }
                 x_usec = add;

@@ -107,8 +107,8 @@ int parse_one_number(const char* p, const char** end, unsigned long* ret) {
     return 0;
 }
 
-// systemd's parse_fractional_part_u(): up to `digits` digits (padded with zeros), rounded by the
-// next one, further digits skipped.
+}  // namespace
+
 int parse_fractional_part(const char** p, std::size_t digits, unsigned* res) {
     const char* s = *p;
     unsigned val = 0;
@@ -134,8 +134,6 @@ int parse_fractional_part(const char** p, std::size_t digits, unsigned* res) {
     *res = val;
     return 0;
 }
-
-}  // namespace
 
 CalendarError::CalendarError(Stage stage, std::string expression, int code)
     : std::runtime_error(make_message(stage, expression, code)),

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -34,6 +35,11 @@ class CalendarError : public std::runtime_error {
     std::string expression_;
     int code_;
 };
+
+// systemd's parse_fractional_part_u(), shared with the timestamp parser: up to `digits` digits
+// after *p (padded with zeros), rounded by the next one, further digits skipped; advances *p.
+// Returns 0, or -EINVAL / -ERANGE as systemd does.
+int parse_fractional_part(const char** p, std::size_t digits, unsigned* res);
 
 class CalendarSpec {
   public:

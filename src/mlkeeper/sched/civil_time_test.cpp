@@ -1,5 +1,7 @@
 #include "mlkeeper/sched/civil_time.hpp"
 
+#include "support/scoped_tz.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -11,31 +13,7 @@
 namespace mlk::sched {
 namespace {
 
-// Sets $TZ for the process for the lifetime of the object, so that the real glibc functions can
-// serve as the oracle; restores the previous value afterwards.
-class ScopedTz {
-  public:
-    explicit ScopedTz(const std::string& tz) {
-        if (const char* old = std::getenv("TZ")) {
-            old_ = old;
-        }
-        ::setenv("TZ", tz.c_str(), 1);
-        ::tzset();
-    }
-    ~ScopedTz() {
-        if (old_) {
-            ::setenv("TZ", old_->c_str(), 1);
-        } else {
-            ::unsetenv("TZ");
-        }
-        ::tzset();
-    }
-    ScopedTz(const ScopedTz&) = delete;
-    ScopedTz& operator=(const ScopedTz&) = delete;
-
-  private:
-    std::optional<std::string> old_;
-};
+using mlk::testing::ScopedTz;
 
 std::tm to_libc(const Tm& t) {
     std::tm r{};
@@ -113,7 +91,7 @@ void compare_mktime(const std::string& zone_name, std::uint64_t seed, int reques
     if (!zone) {
         GTEST_SKIP() << zone_name << " not installed";
     }
-    ScopedTz tz(":" + zone_name);
+    ScopedTz tz((":" + zone_name).c_str());
 
     // Synchronise the guesses on an unambiguous instant (noon, mid-January).
     MktimeState state;

@@ -196,11 +196,12 @@ struct Limits {
 Limits prepare_limits(const JobSpec& job, const RunnerOptions& opts,
                       std::vector<std::string>& warnings) {
     Limits limits;
-    std::optional<int> cpu = job.cpu_quota_percent;
-    if (cpu && *cpu <= 0) {
-        warnings.push_back("CPU quota of job " + job.name + " (" + std::to_string(*cpu) +
+    // A plain int (0 = none): GCC's -O2 maybe-uninitialized misfires on an optional here.
+    int cpu = job.cpu_quota_percent.value_or(0);
+    if (job.cpu_quota_percent && cpu <= 0) {
+        warnings.push_back("CPU quota of job " + job.name + " (" + std::to_string(cpu) +
                            "%) is ignored: it must be at least 1%");
-        cpu.reset();
+        cpu = 0;
     }
 
     bool memory_done = false, cpu_done = false;
@@ -236,18 +237,18 @@ Limits prepare_limits(const JobSpec& job, const RunnerOptions& opts,
                                          std::to_string(*job.memory_max));
                 memory_done = memory_why.empty();
             }
-            if (cpu) {
+            if (cpu > 0) {
                 // CPUQuota= as systemd writes it: quota per 100 ms period, may exceed one CPU.
                 cpu_why =
                     write_limit(parent, path, "cpu.max", "cpu",
-                                std::to_string(static_cast<long long>(*cpu) * 1000) + " 100000");
+                                std::to_string(static_cast<long long>(cpu) * 1000) + " 100000");
                 cpu_done = cpu_why.empty();
             }
         }
     }
     if (!no_cgroup_why.empty()) {
         memory_why = cpu_why = no_cgroup_why;
-        if (!job.memory_max && !cpu) {
+        if (!job.memory_max && cpu <= 0) {
             warnings.push_back("job " + job.name +
                                " runs without its own cgroup: " + no_cgroup_why);
         }
@@ -260,8 +261,8 @@ Limits prepare_limits(const JobSpec& job, const RunnerOptions& opts,
                            "counts memory that is reserved but never used: " +
                            memory_why);
     }
-    if (cpu && !cpu_done) {
-        warnings.push_back("CPU quota of job " + job.name + " (" + std::to_string(*cpu) +
+    if (cpu > 0 && !cpu_done) {
+        warnings.push_back("CPU quota of job " + job.name + " (" + std::to_string(cpu) +
                            "%) is not enforced: " + cpu_why);
     }
     return limits;

@@ -1,6 +1,7 @@
 // Tests for run_job: small shell scripts as jobs, a fake sleep for retry delays, real cgroups
 // only where a writable cgroup v2 directory exists. Every wait is bounded.
 #include "mlkeeper/sched/job_runner.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -24,26 +25,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-class TempDir {
-  public:
-    TempDir() {
-        std::string pattern = ::testing::TempDir() + "mlk_job_runner_XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) {
-            throw std::system_error(errno, std::generic_category(), "mkdtemp " + pattern);
-        }
-        path_ = pattern;
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    const std::filesystem::path& path() const { return path_; }
-
-  private:
-    std::filesystem::path path_;
-};
+using mlk::testing::TempDir;
 
 std::string read_file(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);

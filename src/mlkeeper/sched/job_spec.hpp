@@ -39,10 +39,10 @@ struct JobSpec {
     std::chrono::seconds retry_delay{30};      // RestartSec=; doubles per attempt
     int nice = 0;                              // -20..19
     IoClass io_class = IoClass::kNone;
-    int io_level = 4;                          // 0..7 for realtime/best-effort
-    std::optional<std::uint64_t> memory_max;   // bytes (MemoryMax=)
-    std::optional<int> cpu_quota_percent;      // CPUQuota=, 1..(100 * cores)
-    bool alert_on_failure = true;              // OnFailure= alert hook
+    int io_level = 4;                         // 0..7 for realtime/best-effort
+    std::optional<std::uint64_t> memory_max;  // bytes (MemoryMax=)
+    std::optional<int> cpu_quota_percent;     // CPUQuota=, 1..(100 * cores)
+    bool alert_on_failure = true;             // OnFailure= alert hook
 };
 
 // The seeds' schedule: backup daily 02:00 (10 min random delay, CPUQuota 50%, MemoryMax 2G),

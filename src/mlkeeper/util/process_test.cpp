@@ -1,6 +1,7 @@
 // Tests for the child-process runner: real children (sh, cat, sleep, head, nice, ionice), every
 // wait bounded.
 #include "mlkeeper/util/process.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -25,26 +26,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-class TempDir {
-  public:
-    TempDir() {
-        std::string pattern = ::testing::TempDir() + "mlk_process_XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) {
-            throw std::system_error(errno, std::generic_category(), "mkdtemp " + pattern);
-        }
-        path_ = pattern;
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    const std::filesystem::path& path() const { return path_; }
-
-  private:
-    std::filesystem::path path_;
-};
+using mlk::testing::TempDir;
 
 std::string read_file(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);

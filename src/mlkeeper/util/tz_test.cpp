@@ -1,4 +1,5 @@
 #include "mlkeeper/util/tz.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -87,26 +88,7 @@ class ScopedEnv {
     bool had_ = false;
 };
 
-class TempDir {
-  public:
-    TempDir() {
-        std::string templ = ::testing::TempDir() + "tz_test_XXXXXX";
-        if (::mkdtemp(templ.data()) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        path_ = templ;
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    const fs::path& path() const { return path_; }
-
-  private:
-    fs::path path_;
-};
+using mlk::testing::TempDir;
 
 std::string read_bytes(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
