@@ -4,10 +4,10 @@ namespace mlk::cli {
 
 const std::vector<Command>& commands() {
     static const std::vector<Command> kTable = {
-        backup_command(),   verify_command(),   restore_command(), backups_command(),
-        gpu_command(),      health_command(),   cleanup_command(), alert_command(),
-        calendar_command(), schedule_command(), agent_command(),   config_command(),
-        history_command(),
+        maintain_command(), backup_command(),   verify_command(),   restore_command(),
+        backups_command(),  gpu_command(),      health_command(),   cleanup_command(),
+        alert_command(),    calendar_command(), schedule_command(), agent_command(),
+        config_command(),   history_command(),
     };
     return kTable;
 }

@@ -542,6 +542,11 @@ constexpr std::array kKeys = {
             DurationUnit::kSeconds,
             Sensitivity::kPlain,
             "Go on with later steps after a failure"},
+    // clang-format off
+    KeySpec{"maintain", "heartbeat_url", kString, "", "HEARTBEAT_URL", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kSecret, "Pinged (GET) after a successful run, and URL/fail after a failed one (healthchecks.io convention); a failed ping is logged, never fails the run"},
+    KeySpec{"maintain", "heartbeat_timeout", kDuration, "10", "HEARTBEAT_TIMEOUT", 1, 300, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Give up on the heartbeat ping after this long"},
+    KeySpec{"maintain", "task_timeout", kDuration, "0", "MAINTAIN_TASK_TIMEOUT", 0, 86400, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Kill a task that runs longer (0 = no limit; the systemd unit's TimeoutStartSec bounds the whole run)"},
+    // clang-format on
 
     // [state]
     KeySpec{"state",
