@@ -523,8 +523,27 @@ TEST(Packaging, BashCompletionCompletesCommandsOptionsAndValues) {
 
 // ---- the .deb ----------------------------------------------------------------------------------
 
+// Root's default state directory is the package's (/var/lib/mlkeeper), and purging deletes it:
+// what other runs left there (and in /var/log/mlkeeper) is moved aside and put back afterwards.
 class DebCycle : public ::testing::Test {
   protected:
+    static constexpr const char* kAside = ".before-packaging-test";
+    const std::vector<fs::path> kDirs{"/var/lib/mlkeeper", "/var/log/mlkeeper"};
+
+    bool move_aside() {
+        for (const auto& d : kDirs) {
+            if (fs::exists(d.string() + kAside)) {
+                return false;  // an earlier run did not finish: leave everything as it is
+            }
+        }
+        for (const auto& d : kDirs) {
+            if (fs::exists(d)) {
+                fs::rename(d, d.string() + kAside);
+                moved_.push_back(d);
+            }
+        }
+        return true;
+    }
     void TearDown() override {
         if (installed_) {
             run({"dpkg", "--purge", "mlkeeper"}, 120s);
@@ -533,9 +552,16 @@ class DebCycle : public ::testing::Test {
             run({"userdel", "mlkeeper"});
             run({"groupdel", "mlkeeper"});  // where userdel leaves the group
         }
+        for (const auto& d : moved_) {
+            std::error_code ec;
+            fs::remove_all(d, ec);
+            fs::rename(d.string() + kAside, d, ec);
+            EXPECT_FALSE(ec) << "could not put back " << d << ": " << ec.message();
+        }
     }
     bool installed_ = false;
     bool created_user_ = false;
+    std::vector<fs::path> moved_;
 };
 
 TEST_F(DebCycle, InstallsRunsAndRemovesCleanly) {
@@ -556,6 +582,9 @@ TEST_F(DebCycle, InstallsRunsAndRemovesCleanly) {
         GTEST_SKIP() << "mlkeeper is already installed here; not touching it";
     }
     created_user_ = !run({"getent", "passwd", "mlkeeper"}).ok();
+    if (!move_aside()) {
+        GTEST_SKIP() << "/var/lib/mlkeeper" << kAside << " exists: an earlier run was interrupted";
+    }
 
     TempDir out;
     const auto pack = run({"cpack", "-G", "DEB", "--config",
@@ -587,6 +616,10 @@ TEST_F(DebCycle, InstallsRunsAndRemovesCleanly) {
     }
     EXPECT_EQ(listing.find("./etc/cron.d"), std::string::npos) << "would schedule jobs unasked";
 
+    // A file a run as root left in root's (and the package's) state directory.
+    fs::create_directories("/var/lib/mlkeeper");
+    std::ofstream("/var/lib/mlkeeper/left-by-root") << "x";
+
     const auto install = run({"dpkg", "-i", deb.string()}, 180s);
     installed_ = true;
     ASSERT_EQ(install.exit_code, 0) << install.out << install.err;
@@ -604,6 +637,7 @@ TEST_F(DebCycle, InstallsRunsAndRemovesCleanly) {
         EXPECT_EQ(st.st_mode & 07777, 0750u) << d;
         EXPECT_EQ(run({"stat", "-c", "%U:%G", d}).out, "mlkeeper:mlkeeper\n") << d;
     }
+    EXPECT_EQ(run({"stat", "-c", "%U", "/var/lib/mlkeeper/left-by-root"}).out, "mlkeeper\n");
     // Nothing enabled or scheduled.
     for (const auto& dir : {"/etc/systemd/system/multi-user.target.wants",
                             "/etc/systemd/system/timers.target.wants"}) {
