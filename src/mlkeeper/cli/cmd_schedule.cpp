@@ -237,12 +237,29 @@ sched::ExportOptions export_options(const Context& ctx, const std::string& user)
         extra.insert(extra.end(), common.begin(), common.end());
         return extra;
     };
-    o.writes["backup"] = with({std::filesystem::absolute(cfg.path("backup.backup_dir"))});
-    o.reads["backup"] = {std::filesystem::absolute(cfg.path("backup.model_dir"))};
-    o.writes["gpu"] = with({});
-    o.writes["health"] = with({});
-    o.writes["cleanup"] = with({"/tmp"});
-    o.writes["maintain"] = with({std::filesystem::absolute(cfg.path("backup.backup_dir")), "/tmp"});
+    // Every place each job writes: under ProtectSystem=strict nothing else is writable.
+    auto abs = [&](const char* key) { return std::filesystem::absolute(cfg.path(key)); };
+    auto dir_of = [&](const char* key) { return abs(key).parent_path(); };
+    const std::vector<std::filesystem::path> backup{abs("backup.backup_dir")};
+    const std::vector<std::filesystem::path> gpu{dir_of("gpu.metrics_file")};
+    const std::vector<std::filesystem::path> health =
+        cfg.path("health.textfile_dir").empty()
+            ? std::vector<std::filesystem::path>{}
+            : std::vector<std::filesystem::path>{abs("health.textfile_dir")};
+    const std::vector<std::filesystem::path> cleanup{
+        abs("cleanup.experiments_dir"), abs("cleanup.checkpoints_dir"), abs("cleanup.logs_dir"),
+        abs("cleanup.temp_dir")};
+    o.writes["backup"] = with(backup);
+    o.reads["backup"] = {abs("backup.model_dir")};
+    o.writes["gpu"] = with(gpu);
+    o.writes["health"] = with(health);
+    o.writes["cleanup"] = with(cleanup);
+    std::vector<std::filesystem::path> all = backup;
+    for (const auto* part : {&gpu, &health, &cleanup}) {
+        all.insert(all.end(), part->begin(), part->end());
+    }
+    o.writes["maintain"] = with(all);
+    o.reads["maintain"] = o.reads["backup"];
     o.alert_writes = common;
     return o;
 }
