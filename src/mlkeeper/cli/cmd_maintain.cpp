@@ -68,7 +68,11 @@ std::string mark(maintain::Status s) {
     return "?";
 }
 
+// "34ms" below a second (a release build's tasks often are), "2.5s" above.
 std::string seconds(std::chrono::milliseconds d) {
+    if (d < std::chrono::seconds(1)) {
+        return fmt::format("{}ms", d.count());
+    }
     return fmt::format("{:.1f}s", static_cast<double>(d.count()) / 1000.0);
 }
 
