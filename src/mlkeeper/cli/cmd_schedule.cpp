@@ -222,7 +222,7 @@ int history(Context& ctx, const std::string& name, std::size_t limit, bool json)
 sched::ExportOptions export_options(const Context& ctx, const std::string& user) {
     const auto& cfg = ctx.config();
     sched::ExportOptions o;
-    o.binary = std::filesystem::canonical("/proc/self/exe");
+    o.binary = self_exe();
     if (cfg.file()) {
         o.config = std::filesystem::absolute(*cfg.file());
     }

@@ -9,15 +9,11 @@
 #include "mlkeeper/cli/outcome_alerts.hpp"
 
 namespace mlk::cli {
-namespace {
-
 std::string self_exe() {
     std::array<char, 4096> buf{};
     const ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
     return n > 0 ? std::string(buf.data(), static_cast<std::size_t>(n)) : "/proc/self/exe";
 }
-
-}  // namespace
 
 std::vector<std::string> job_argv(const Context& ctx, const sched::JobSpec& job) {
     if (job.kind == sched::TaskKind::kCommand) {

@@ -15,6 +15,9 @@ namespace mlk::cli {
 
 class OutcomeAlerts;
 
+// The absolute path of the running mlkeeper binary.
+std::string self_exe();
+
 // {this executable, [--config FILE,] task, args...} for built-ins; the job's argv otherwise.
 std::vector<std::string> job_argv(const Context& ctx, const sched::JobSpec& job);
 

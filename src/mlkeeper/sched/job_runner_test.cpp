@@ -1,6 +1,7 @@
 // Tests for run_job: small shell scripts as jobs, a fake sleep for retry delays, real cgroups
 // only where a writable cgroup v2 directory exists. Every wait is bounded.
 #include "mlkeeper/sched/job_runner.hpp"
+#include "support/process_state.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -55,29 +56,8 @@ std::string joined(const std::vector<std::string>& lines) {
     return all;
 }
 
-bool process_gone(pid_t pid) {
-    if (::kill(pid, 0) == -1 && errno == ESRCH) {
-        return true;
-    }
-    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-    auto close_paren = stat.rfind(')');
-    if (stat.empty() || close_paren == std::string::npos || close_paren + 2 >= stat.size()) {
-        return stat.empty();
-    }
-    char state = stat[close_paren + 2];
-    return state == 'Z' || state == 'X';
-}
-
-bool wait_gone(pid_t pid, milliseconds limit) {
-    auto until = Clock::now() + limit;
-    while (Clock::now() < until) {
-        if (process_gone(pid)) {
-            return true;
-        }
-        std::this_thread::sleep_for(10ms);
-    }
-    return process_gone(pid);
-}
+using mlk::testing::process_gone;
+using mlk::testing::wait_gone;
 
 JobSpec command_job(const std::string& name) {
     JobSpec job;

@@ -1,6 +1,7 @@
 // Tests for the child-process runner: real children (sh, cat, sleep, head, nice, ionice), every
 // wait bounded.
 #include "mlkeeper/util/process.hpp"
+#include "support/process_state.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -43,31 +44,8 @@ void write_file(const std::filesystem::path& p, const std::string& text, mode_t 
     ASSERT_EQ(::chmod(p.c_str(), mode), 0);
 }
 
-// Dead means no such process, or a zombie waiting for a reaper we do not control (a container's
-// pid 1 may never reap orphans).
-bool process_gone(pid_t pid) {
-    if (::kill(pid, 0) == -1 && errno == ESRCH) {
-        return true;
-    }
-    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-    auto close_paren = stat.rfind(')');
-    if (stat.empty() || close_paren == std::string::npos || close_paren + 2 >= stat.size()) {
-        return stat.empty();
-    }
-    char state = stat[close_paren + 2];
-    return state == 'Z' || state == 'X';
-}
-
-bool wait_gone(pid_t pid, std::chrono::milliseconds limit) {
-    auto until = Clock::now() + limit;
-    while (Clock::now() < until) {
-        if (process_gone(pid)) {
-            return true;
-        }
-        std::this_thread::sleep_for(10ms);
-    }
-    return process_gone(pid);
-}
+using mlk::testing::process_gone;
+using mlk::testing::wait_gone;
 
 pid_t first_line_pid(const std::string& out) {
     return static_cast<pid_t>(std::stol(out.substr(0, out.find('\n'))));
