@@ -24,6 +24,14 @@ bool is_archive_name(std::string_view name) {
     return std::regex_match(name.begin(), name.end(), archive_re());
 }
 
+std::optional<std::chrono::system_clock::time_point> archive_name_time(std::string_view name) {
+    std::match_results<std::string_view::const_iterator> m;
+    if (!std::regex_match(name.begin(), name.end(), m, archive_re())) {
+        return std::nullopt;
+    }
+    return util::parse_filename_timestamp(m[1].str());
+}
+
 std::vector<std::string> CatalogEntry::depends_on() const {
     return manifest ? manifest->depends_on : std::vector<std::string>{};
 }

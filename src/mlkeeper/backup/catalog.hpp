@@ -31,6 +31,9 @@ struct CatalogEntry {
 // "models_backup_YYYYMMDD_HHMMSS[_N].tar.zst|.tar.gz"
 bool is_archive_name(std::string_view name);
 
+// The time in an archive name (local time of the backup), or nullopt if it is not one.
+std::optional<std::chrono::system_clock::time_point> archive_name_time(std::string_view name);
+
 // Oldest first. Throws std::system_error if `dest` cannot be listed.
 std::vector<CatalogEntry> list_archives(const std::filesystem::path& dest);
 

@@ -2,12 +2,16 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <iostream>
+#include <map>
 #include <optional>
 
 #include "mlkeeper/backup/catalog.hpp"
+#include "mlkeeper/backup/offsite.hpp"
 #include "mlkeeper/backup/prune.hpp"
 #include "mlkeeper/cli/command.hpp"
+#include "mlkeeper/cli/s3_support.hpp"
 #include "mlkeeper/core/error.hpp"
 #include "mlkeeper/util/file_lock.hpp"
 #include "mlkeeper/util/strings.hpp"
@@ -19,53 +23,145 @@ namespace {
 
 namespace fs = std::filesystem;
 
-int list(const Context& ctx, bool json) {
-    auto dest = ctx.config().path("backup.backup_dir");
-    std::error_code ec;
-    if (!fs::is_directory(dest, ec)) {
-        throw Error(fmt::format("backup directory {} does not exist (set BACKUP_DIR or --dest)",
-                                dest.string()));
+// One row of `backups list`: a local archive, a remote one, or both.
+struct Row {
+    std::string name;
+    std::optional<backup::CatalogEntry> local;
+    std::optional<backup::RemoteArchive> remote;
+
+    std::string location() const { return local && remote ? "both" : local ? "local" : "remote"; }
+};
+
+std::vector<Row> merge(const std::vector<backup::CatalogEntry>& local,
+                       const std::vector<backup::RemoteArchive>& remote) {
+    std::map<std::string, Row> rows;
+    for (const auto& c : local) {
+        rows[c.name].local = c;
     }
-    auto catalog = backup::list_archives(dest);
+    for (const auto& r : remote) {
+        if (r.complete) {
+            rows[r.name].remote = r;
+        }
+    }
+    std::vector<Row> out;
+    for (auto& [name, row] : rows) {
+        row.name = name;
+        out.push_back(std::move(row));
+    }
+    std::sort(out.begin(), out.end(), [](const Row& a, const Row& b) {
+        auto t = [](const Row& r) { return r.local ? r.local->created : r.remote->created; };
+        return t(a) != t(b) ? t(a) < t(b) : a.name < b.name;
+    });
+    return out;
+}
+
+nlohmann::json row_json(const Row& r) {
+    const auto* c = r.local ? &*r.local : nullptr;
+    const auto* m = c && c->manifest ? &*c->manifest : nullptr;
+    return {{"archive", r.name},
+            {"created_at", util::iso8601_utc(c ? c->created : r.remote->created)},
+            {"size", c ? c->size : r.remote->size},
+            {"files", m ? nlohmann::json(m->totals.files) : nullptr},
+            {"bytes", m ? nlohmann::json(m->totals.bytes) : nullptr},
+            {"kind", c ? nlohmann::json(backup::to_string(c->kind())) : nullptr},
+            {"parent", m && m->parent ? nlohmann::json(*m->parent) : nullptr},
+            {"verified", c ? nlohmann::json(c->verified()) : nullptr},
+            {"verified_at", m && m->verified_at ? nlohmann::json(*m->verified_at) : nullptr},
+            {"location", r.location()},
+            {"remote_key", r.remote ? nlohmann::json(r.remote->key) : nullptr},
+            {"storage_class", r.remote ? nlohmann::json(r.remote->storage_class) : nullptr},
+            {"manifest_error", c ? nlohmann::json(c->manifest_error) : nullptr}};
+}
+
+int list(const Context& ctx, bool json, bool remote_only) {
+    auto dest = ctx.config().path("backup.backup_dir");
+    const bool s3 = storage::s3::s3_configured(ctx.config());
+    if (remote_only && !s3) {
+        throw ConfigError(
+            "backups list --remote: no bucket configured (set S3_BUCKET or "
+            "[backup.s3] bucket)");
+    }
+    std::error_code ec;
+    std::vector<backup::CatalogEntry> catalog;
+    if (!remote_only) {
+        if (fs::is_directory(dest, ec)) {
+            catalog = backup::list_archives(dest);
+        } else if (!s3) {
+            throw Error(fmt::format("backup directory {} does not exist (set BACKUP_DIR or --dest)",
+                                    dest.string()));
+        }
+    }
+    std::vector<backup::RemoteArchive> remote;
+    std::string remote_error;
+    std::string where = dest.string();
+    if (s3) {
+        storage::s3::S3Client client(s3_settings(ctx));
+        where = storage::s3::s3_url(client.settings().bucket, client.settings().prefix);
+        try {
+            remote = backup::list_remote(client);
+        } catch (const storage::s3::S3Error& e) {
+            if (remote_only) {
+                throw;
+            }
+            remote_error = e.what();
+            std::cerr << "mlkeeper: warning: cannot list the off-site copy: " << e.what() << "\n";
+        }
+    }
+    const auto rows = merge(catalog, remote);
     if (json) {
         nlohmann::json arr = nlohmann::json::array();
-        for (const auto& c : catalog) {
-            arr.push_back(
-                {{"archive", c.name},
-                 {"created_at", util::iso8601_utc(c.created)},
-                 {"size", c.size},
-                 {"files", c.manifest ? nlohmann::json(c.manifest->totals.files) : nullptr},
-                 {"bytes", c.manifest ? nlohmann::json(c.manifest->totals.bytes) : nullptr},
-                 {"kind", backup::to_string(c.kind())},
-                 {"parent",
-                  c.manifest && c.manifest->parent ? nlohmann::json(*c.manifest->parent) : nullptr},
-                 {"verified", c.verified()},
-                 {"verified_at", c.manifest && c.manifest->verified_at
-                                     ? nlohmann::json(*c.manifest->verified_at)
-                                     : nullptr},
-                 {"location", "local"},
-                 {"manifest_error", c.manifest_error}});
+        for (const auto& r : rows) {
+            arr.push_back(row_json(r));
         }
         std::cout << arr.dump(2) << "\n";
-        return 0;
+        return remote_error.empty() ? 0 : 1;
     }
-    if (catalog.empty()) {
-        std::cout << "no backups in " << dest.string() << "\n";
-        return 0;
+    if (rows.empty()) {
+        std::cout << "no backups in " << (remote_only ? where : dest.string()) << "\n";
+        return remote_error.empty() ? 0 : 1;
     }
     std::cout << fmt::format("{:<42} {:<19} {:>10} {:>8} {:<11} {:<8} {}\n", "ARCHIVE", "CREATED",
                              "SIZE", "FILES", "KIND", "VERIFIED", "LOCATION");
-    for (const auto& c : catalog) {
+    for (const auto& r : rows) {
+        const auto* c = r.local ? &*r.local : nullptr;
         std::cout << fmt::format(
-            "{:<42} {:<19} {:>10} {:>8} {:<11} {:<8} {}\n", c.name, util::format_local(c.created),
-            util::format_bytes(c.size), c.manifest ? std::to_string(c.manifest->totals.files) : "?",
-            backup::to_string(c.kind()), c.verified() ? "yes" : (c.manifest ? "no" : "no manifest"),
-            "local");
+            "{:<42} {:<19} {:>10} {:>8} {:<11} {:<8} {}\n", r.name,
+            util::format_local(c ? c->created : r.remote->created),
+            util::format_bytes(c ? c->size : r.remote->size),
+            c && c->manifest ? std::to_string(c->manifest->totals.files) : "?",
+            c ? backup::to_string(c->kind()) : "?",
+            c ? (c->verified() ? "yes" : (c->manifest ? "no" : "no manifest")) : "?", r.location());
     }
+    return remote_error.empty() ? 0 : 1;
+}
+
+int prune_remote(Context& ctx, bool dry_run, bool json) {
+    storage::s3::S3Client client(s3_settings(ctx));
+    backup::SyncOptions opts;
+    opts.dry_run = dry_run ? backup::DryRun::kYes : backup::DryRun::kNo;
+    opts.policy = backup::remote_policy_from_config(ctx.config());
+    auto r = backup::prune_remote(client, ctx.config().path("backup.backup_dir"), opts);
+    ctx.summary() = {{"dry_run", dry_run}, {"remote", r.remote}, {"deleted", r.deleted}};
+    if (json) {
+        std::cout << r.to_json().dump(2) << "\n";
+        return 0;
+    }
+    for (const auto& d : r.retention) {
+        std::cout << fmt::format(
+            "{} {}  ({})\n",
+            d.verdict == backup::Verdict::kKeep ? "keep  " : (dry_run ? "would delete" : "delete"),
+            d.name, util::join(d.reasons, "; "));
+    }
+    std::cout << fmt::format("{}{} remote backup{} in {}\n",
+                             dry_run ? "dry run: would delete " : "deleted ", r.deleted.size(),
+                             r.deleted.size() == 1 ? "" : "s", r.remote);
     return 0;
 }
 
-int prune(Context& ctx, bool dry_run, bool json) {
+int prune(Context& ctx, bool dry_run, bool json, bool remote) {
+    if (remote) {
+        return prune_remote(ctx, dry_run, json);
+    }
     auto dest = ctx.config().path("backup.backup_dir");
     std::optional<util::FileLock> lock;
     if (!dry_run) {
@@ -120,7 +216,7 @@ Command backups_command() {
         "backups", "List backups, or apply the retention policy (prune)", "/var/log/ml-backup.log",
         Record::kYes, [](CLI::App& app, FlagBindings& flags) {
             struct Opts {
-                bool json = false, dry_run = false;
+                bool json = false, dry_run = false, remote = false;
             };
             auto o = std::make_shared<Opts>();
             app.require_subcommand(1, 1);
@@ -129,10 +225,14 @@ Command backups_command() {
             auto* ls =
                 app.add_subcommand("list", "Archives with time, size, files, kind, verified");
             ls->add_flag("--json", o->json, "JSON output");
+            ls->add_flag("--remote", o->remote,
+                         "Only the off-site copy in s3://S3_BUCKET/S3_PREFIX");
             auto* pr =
                 app.add_subcommand("prune", "Delete backups the retention policy does not keep");
             pr->add_flag("-n,--dry-run", o->dry_run, "Show decisions and reasons; delete nothing");
             pr->add_flag("--json", o->json, "JSON output");
+            pr->add_flag("--remote", o->remote,
+                         "Apply [backup.s3] retention_days/keep_min to the off-site copy");
             flags.bind(*pr, "--retention-days", "backup.retention_days", "RETENTION_DAYS")
                 ->type_name("DAYS");
             flags.bind(*pr, "--keep-min", "backup.keep_min", "Newest verified backups always kept")
@@ -150,13 +250,18 @@ Examples:
   mlkeeper backups list
   mlkeeper backups list --json | jq '.[] | select(.verified | not)'
   mlkeeper backups prune --dry-run
-  mlkeeper backups prune --keep-daily 7 --keep-weekly 4 --keep-monthly 6)");
+  mlkeeper backups prune --keep-daily 7 --keep-weekly 4 --keep-monthly 6
+  mlkeeper backups list --remote
+  mlkeeper backups prune --remote --dry-run
+
+With [backup.s3] bucket set, `list` also shows the archives in S3 and LOCATION
+says local, remote or both.)");
             Handler h;
             h.run = [o, ls](Context& ctx) {
                 if (ls->parsed()) {
-                    return list(ctx, o->json);
+                    return list(ctx, o->json, o->remote);
                 }
-                return prune(ctx, o->dry_run, o->json);
+                return prune(ctx, o->dry_run, o->json, o->remote);
             };
             return h;
         }};

@@ -3,9 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <iostream>
+#include <optional>
 
+#include "mlkeeper/backup/offsite.hpp"
 #include "mlkeeper/backup/restore.hpp"
 #include "mlkeeper/cli/command.hpp"
+#include "mlkeeper/cli/s3_support.hpp"
 #include "mlkeeper/core/error.hpp"
 #include "mlkeeper/util/units.hpp"
 
@@ -16,12 +19,17 @@ Command restore_command() {
         "restore", "Restore a backup (all or some paths) into a directory",
         "/var/log/ml-backup.log", Record::kYes, [](CLI::App& app, FlagBindings&) {
             struct Opts {
-                std::string archive, to;
+                std::string archive, to, download_dir;
                 std::vector<std::string> paths;
                 bool overwrite = false, external = false, json = false;
             };
             auto o = std::make_shared<Opts>();
-            app.add_option("ARCHIVE", o->archive, "Archive to restore")->required();
+            app.add_option("ARCHIVE", o->archive, "Archive to restore: a file or s3://BUCKET/KEY")
+                ->required();
+            app.add_option("--download-dir", o->download_dir,
+                           "Where an s3:// archive is downloaded to (default: beside --to; "
+                           "removed afterwards)")
+                ->type_name("DIR");
             app.add_option("--to", o->to, "Directory to restore into")
                 ->required()
                 ->type_name("DIR");
@@ -39,11 +47,17 @@ Every file's SHA-256 is checked against the manifest while it is written.
 Paths that are absolute, contain "..", or would be written through a symlink
 are refused, and so are links that point outside DIR.
 
+An s3:// archive is downloaded first (ranged GETs in parallel for large ones), with
+the archives of its chain, and each download's SHA-256 is checked against the
+manifest uploaded with it before anything is restored.
+
 Exit codes: 0 restored, 1 refused or failed, 2 the archive does not match its manifest.
 
 Examples:
   mlkeeper restore /backup/models/models_backup_20261122_020000.tar.zst --to /tmp/restore
-  mlkeeper restore ARCHIVE --to /opt/ml --path 'models/resnet50' --overwrite)");
+  mlkeeper restore ARCHIVE --to /opt/ml --path 'models/resnet50' --overwrite
+  mlkeeper restore s3://my-ml-backups/models/gpu01/models_backup_20261122_020000.tar.zst \
+      --to /tmp/restore)");
             Handler h;
             h.run = [o](Context& ctx) {
                 backup::RestoreOptions opts;
@@ -55,6 +69,23 @@ Examples:
                     o->external ? backup::ExternalLinks::kAllow : backup::ExternalLinks::kRefuse;
                 opts.progress = o->json ? util::ProgressMode::kNever : util::ProgressMode::kAuto;
                 backup::RestoreResult r;
+                std::optional<DownloadDir> scratch;
+                nlohmann::json downloaded = nullptr;
+                if (auto loc = storage::s3::parse_s3_url(o->archive)) {
+                    storage::s3::S3Client s3(s3_settings(ctx, loc->bucket));
+                    scratch.emplace(o->download_dir.empty()
+                                        ? std::filesystem::absolute(o->to).parent_path()
+                                        : std::filesystem::path(o->download_dir));
+                    auto fetched = backup::fetch_from_s3(s3, loc->key, scratch->path(),
+                                                         opts.progress, /*with_chain=*/true);
+                    opts.archive = fetched.archive;
+                    downloaded = {{"archives", fetched.downloaded},
+                                  {"bytes", fetched.bytes},
+                                  {"seconds", fetched.seconds}};
+                } else if (o->archive.starts_with("s3://")) {
+                    throw UsageError("restore: \"" + o->archive +
+                                     "\" is not s3://BUCKET/KEY of an archive");
+                }
                 try {
                     r = backup::restore_archive(opts);
                 } catch (const backup::RestoreError& e) {
@@ -63,10 +94,11 @@ Examples:
                                     : ExitCode::kFailure,
                                 e.what());
                 }
-                nlohmann::json j = {{"archive", o->archive},  {"to", o->to},
-                                    {"entries", r.entries},   {"files", r.files},
-                                    {"bytes", r.bytes},       {"archives_read", r.archives_read},
-                                    {"verified", r.verified}, {"seconds", r.seconds}};
+                nlohmann::json j = {{"archive", o->archive},   {"to", o->to},
+                                    {"entries", r.entries},    {"files", r.files},
+                                    {"bytes", r.bytes},        {"archives_read", r.archives_read},
+                                    {"verified", r.verified},  {"seconds", r.seconds},
+                                    {"downloaded", downloaded}};
                 ctx.summary() = j;
                 auto line = fmt::format(
                     "restored {} entries ({} files, {}) from {} into {} in {:.1f}s{}", r.entries,

@@ -4,8 +4,10 @@
 
 #include <iostream>
 
+#include "mlkeeper/backup/offsite.hpp"
 #include "mlkeeper/backup/verify.hpp"
 #include "mlkeeper/cli/command.hpp"
+#include "mlkeeper/cli/s3_support.hpp"
 #include "mlkeeper/util/units.hpp"
 
 namespace mlk::cli {
@@ -14,8 +16,33 @@ int run_verify(const std::vector<std::string>& archives, bool json, Context& ctx
     int code = 0;
     nlohmann::json results = nlohmann::json::array();
     for (const auto& a : archives) {
-        auto r = backup::verify_archive(
-            a, json ? util::ProgressMode::kNever : util::ProgressMode::kAuto);
+        const auto progress = json ? util::ProgressMode::kNever : util::ProgressMode::kAuto;
+        const auto loc = storage::s3::parse_s3_url(a);
+        backup::VerifyResult r;
+        if (loc) {
+            // The downloaded copy is checked like a local one: its SHA-256 against the uploaded
+            // manifest and checksum (while fetching), then every entry.
+            storage::s3::S3Client s3(s3_settings(ctx, loc->bucket));
+            DownloadDir scratch(std::filesystem::temp_directory_path());
+            try {
+                auto fetched = backup::fetch_from_s3(s3, loc->key, scratch.path(), progress,
+                                                     /*with_chain=*/false);
+                r = backup::verify_archive(fetched.archive, progress);
+            } catch (const Error& e) {
+                if (e.code() != ExitCode::kCritical) {
+                    throw;
+                }
+                r.ok = false;
+                r.problem = e.what();
+                if (r.problem.starts_with(a + ": ")) {
+                    r.problem.erase(0, a.size() + 2);
+                }
+            }
+        } else if (a.starts_with("s3://")) {
+            throw UsageError("verify: \"" + a + "\" is not s3://BUCKET/KEY of an archive");
+        } else {
+            r = backup::verify_archive(a, progress);
+        }
         results.push_back({{"archive", a},
                            {"ok", r.ok},
                            {"level", r.level == backup::VerifyLevel::kFull ? "full" : "integrity"},
@@ -26,7 +53,7 @@ int run_verify(const std::vector<std::string>& archives, bool json, Context& ctx
                            {"sha256", r.archive_sha256},
                            {"seconds", r.seconds}});
         if (r.ok) {
-            if (r.level == backup::VerifyLevel::kFull) {
+            if (r.level == backup::VerifyLevel::kFull && !loc) {
                 try {
                     backup::mark_verified(a);
                 } catch (const std::exception& e) {
@@ -66,15 +93,20 @@ Command verify_command() {
                            bool json = false;
                        };
                        auto o = std::make_shared<Opts>();
-                       app.add_option("FILE", o->files, "Archives to verify")->required();
+                       app.add_option("FILE", o->files,
+                                      "Archives to verify: files or s3://BUCKET/KEY")
+                           ->required();
                        app.add_flag("--json", o->json, "Print results as JSON");
                        app.footer(R"(
 Checks each archive's SHA-256 against checksums.txt and its manifest, decompresses
 every entry and checks each file's size and SHA-256. Exit 2 names the first bad entry.
+An s3:// archive is downloaded to TMPDIR (and removed), its SHA-256 checked against
+the manifest and checksum uploaded with it, then verified the same way.
 
 Examples:
   mlkeeper verify /backup/models/models_backup_20261122_020000.tar.zst
-  mlkeeper verify /backup/models/*.tar.zst --json)");
+  mlkeeper verify /backup/models/*.tar.zst --json
+  mlkeeper verify s3://my-ml-backups/models/gpu01/models_backup_20261122_020000.tar.zst)");
                        Handler h;
                        h.run = [o](Context& ctx) { return run_verify(o->files, o->json, ctx); };
                        return h;

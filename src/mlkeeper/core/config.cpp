@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -264,21 +265,52 @@ class Loader {
                     fmt::format("{}: `{}` must be a section ([{}]), not a value", where, key, key));
                 continue;
             }
-            for (const auto& [name, value] : *table) {
-                std::string n(name.str());
-                auto nwhere = where_of(name.source(), path.string());
-                if (key == "schedule" && n == "jobs" && value.is_table()) {
-                    continue;  // job tables: sched/job_config reads and checks them
-                }
-                const auto* spec = find_key(key, n);
-                if (spec == nullptr) {
-                    errors_.push_back(fmt::format("{}: {}", nwhere, unknown_key_message(key, n)));
-                    continue;
-                }
-                apply(*spec, from_toml(*spec, value), Source::kFile,
-                      where_of(value.source(), path.string()));
-            }
+            load_table(key, *table, path);
         }
+    }
+
+    // The keys of section `section` (possibly nested: [backup.s3] is table "s3" in "backup").
+    void load_table(const std::string& section, const toml::table& table,
+                    const std::filesystem::path& path) {
+        for (const auto& [name, value] : table) {
+            std::string n(name.str());
+            auto nwhere = where_of(name.source(), path.string());
+            if (section == "schedule" && n == "jobs" && value.is_table()) {
+                continue;  // job tables: sched/job_config reads and checks them
+            }
+            const std::string nested = section + "." + n;
+            if (const auto* sub = value.as_table(); sub != nullptr && is_section(nested)) {
+                load_table(nested, *sub, path);
+                continue;
+            }
+            const auto* spec = find_key(section, n);
+            if (spec == nullptr) {
+                spec = renamed_key(section, n);
+            }
+            if (spec == nullptr) {
+                errors_.push_back(fmt::format("{}: {}", nwhere, unknown_key_message(section, n)));
+                continue;
+            }
+            apply(*spec, from_toml(*spec, value), Source::kFile,
+                  where_of(value.source(), path.string()));
+        }
+    }
+
+    static bool is_section(std::string_view name) {
+        const auto all = config_sections();
+        return std::find(all.begin(), all.end(), name) != all.end();
+    }
+
+    // Keys that moved; files written for an older version keep working (docs/CONFIG.md lists
+    // them). [backup] s3_bucket/s3_storage_class became [backup.s3] bucket/storage_class.
+    static const KeySpec* renamed_key(std::string_view section, std::string_view name) {
+        if (section == "backup" && name == "s3_bucket") {
+            return find_key("backup.s3", "bucket");
+        }
+        if (section == "backup" && name == "s3_storage_class") {
+            return find_key("backup.s3", "storage_class");
+        }
+        return nullptr;
     }
 
     void load_env(const std::map<std::string, std::string>& vars, Source src,

@@ -44,8 +44,8 @@ const SeedVar kSeedVars[] = {
     {"BACKUP_DIR", "backup.backup_dir", "/backup/models", "/srv/b", "/srv/b"},
     {"RETENTION_DAYS", "backup.retention_days", "30d", "7", "7d"},
     {"COMPRESSION_LEVEL", "backup.compression_level", "3", "9", "9"},
-    {"S3_BUCKET", "backup.s3_bucket", "", "my-ml-backups", "my-ml-backups"},
-    {"S3_STORAGE_CLASS", "backup.s3_storage_class", "STANDARD", "GLACIER", "GLACIER"},
+    {"S3_BUCKET", "backup.s3.bucket", "", "my-ml-backups", "my-ml-backups"},
+    {"S3_STORAGE_CLASS", "backup.s3.storage_class", "STANDARD", "GLACIER", "GLACIER"},
     {"VERIFY_BACKUP", "backup.verify_backup", "true", "false", "false"},
     {"TEMP_THRESHOLD", "gpu.temp_threshold", "80", "75", "75"},
     {"MEMORY_THRESHOLD", "gpu.memory_threshold", "90", "85", "85"},
@@ -104,7 +104,9 @@ TEST(Config, SeedVariablesKeyNamesAreTheirLowerCaseNames) {
             c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         }
         std::string key(v.key);
-        EXPECT_EQ(key.substr(key.find('.') + 1), lower) << v.env;
+        std::string name = key.substr(key.find('.') + 1);  // "s3.bucket" for [backup.s3] bucket
+        std::replace(name.begin(), name.end(), '.', '_');
+        EXPECT_EQ(name, lower) << v.env;
     }
 }
 
@@ -195,6 +197,34 @@ TEST(Config, KeyInTheWrongSectionSaysWhereItBelongs) {
     in.file = dir.write("c.toml", "[health]\ntemp_threshold = 70\n");
     EXPECT_THAT(load_error(in),
                 HasSubstr("unknown key `temp_threshold` in [health] (it belongs in [gpu])"));
+}
+
+TEST(Config, NestedSectionIsReadAndChecked) {
+    TempDir dir;
+    ConfigInputs in = no_file();
+    in.file = dir.write("c.toml",
+                        "[backup]\nmodel_dir = \"/m\"\n[backup.s3]\nbucket = \"b\"\n"
+                        "part_size = \"8MiB\"\n");
+    auto cfg = Config::load(in);
+    EXPECT_EQ(cfg.str("backup.s3.bucket"), "b");
+    EXPECT_EQ(cfg.size("backup.s3.part_size"), 8ULL << 20);
+    EXPECT_EQ(cfg.setting("backup.s3.bucket").origin, in.file->string() + ":4:10");
+
+    in.file = dir.write("d.toml", "[backup.s3]\nbuckett = \"b\"\n");
+    EXPECT_THAT(load_error(in), HasSubstr("unknown key `buckett` in [backup.s3] (did you mean "
+                                          "`bucket`?)"));
+    in.file = dir.write("e.toml", "[backup.s3]\npart_size = \"1MiB\"\n");
+    EXPECT_THAT(load_error(in), HasSubstr("part_size"));
+}
+
+TEST(Config, OldS3KeysInBackupStillWork) {
+    TempDir dir;
+    ConfigInputs in = no_file();
+    in.file =
+        dir.write("c.toml", "[backup]\ns3_bucket = \"old\"\ns3_storage_class = \"GLACIER\"\n");
+    auto cfg = Config::load(in);
+    EXPECT_EQ(cfg.str("backup.s3.bucket"), "old");
+    EXPECT_EQ(cfg.str("backup.s3.storage_class"), "GLACIER");
 }
 
 TEST(Config, UnknownSectionSuggestsTheClosest) {

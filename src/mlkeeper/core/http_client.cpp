@@ -6,6 +6,7 @@
 #include <array>
 #include <cctype>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -64,14 +65,45 @@ HttpError::Kind classify(CURLcode rc) {
     }
 }
 
-// Body sink for curl. Exceptions must not cross the C frames; returning a short count makes
-// curl fail the transfer with CURLE_WRITE_ERROR instead.
+// State shared with curl's callbacks during one transfer. Exceptions must not cross the C
+// frames: a callback stores the exception and returns a value that makes curl fail the transfer;
+// http_request() rethrows it.
+struct Transfer {
+    CURL* handle = nullptr;
+    const HttpRequest* req = nullptr;
+    HttpResponse* resp = nullptr;
+    std::exception_ptr error;
+    int to_writer = -1;  // -1 undecided, 0 resp->body, 1 req->body_writer
+};
+
 size_t on_body(char* data, size_t size, size_t nmemb, void* user) {
+    auto* t = static_cast<Transfer*>(user);
+    const size_t n = size * nmemb;
     try {
-        static_cast<std::string*>(user)->append(data, size * nmemb);
-        return size * nmemb;
+        if (t->to_writer < 0) {
+            long status = 0;
+            curl().easy_getinfo(t->handle, CURLINFO_RESPONSE_CODE, &status);
+            t->to_writer = t->req->body_writer && status >= 200 && status < 300 ? 1 : 0;
+        }
+        if (t->to_writer == 1) {
+            t->req->body_writer(std::string_view(data, n));
+        } else {
+            t->resp->body.append(data, n);
+        }
+        return n;
     } catch (...) {
+        t->error = std::current_exception();
         return 0;
+    }
+}
+
+size_t on_read(char* buf, size_t size, size_t nitems, void* user) {
+    auto* t = static_cast<Transfer*>(user);
+    try {
+        return t->req->body_reader(buf, size * nitems);
+    } catch (...) {
+        t->error = std::current_exception();
+        return CURL_READFUNC_ABORT;
     }
 }
 
@@ -195,13 +227,16 @@ HttpResponse http_request(const HttpRequest& req) {
         // "Name;" is curl's spelling for a header with an empty value ("Name:" would delete it).
         append_header(value.empty() ? name + ";" : name + ": " + value);
     }
-    if (!has_expect) {
-        // curl would otherwise wait up to a second for "100 Continue" before large bodies.
+    if (!has_expect && !req.sigv4) {
+        // curl would otherwise wait up to a second for "100 Continue" before large bodies. Not
+        // with SigV4: curl would sign the removed header and the server reject the signature
+        // (S3 answers 100 Continue at once, so the wait is one round trip).
         append_header("Expect:");
     }
 
     std::array<char, CURL_ERROR_SIZE> errbuf{};
     HttpResponse resp;
+    Transfer transfer{h, &req, &resp, nullptr, -1};
 
     setopt(h, CURLOPT_ERRORBUFFER, errbuf.data(), req);
     setopt(h, CURLOPT_URL, req.url.c_str(), req);
@@ -218,7 +253,7 @@ HttpResponse http_request(const HttpRequest& req) {
     setopt(h, CURLOPT_USERAGENT, "mlkeeper", req);
     setopt(h, CURLOPT_HTTPHEADER, header_list.get(), req);
     setopt(h, CURLOPT_WRITEFUNCTION, &on_body, req);
-    setopt(h, CURLOPT_WRITEDATA, static_cast<void*>(&resp.body), req);
+    setopt(h, CURLOPT_WRITEDATA, static_cast<void*>(&transfer), req);
     setopt(h, CURLOPT_HEADERFUNCTION, &on_header, req);
     setopt(h, CURLOPT_HEADERDATA, static_cast<void*>(&resp.headers), req);
     if (!req.ca_file.empty()) {
@@ -229,8 +264,26 @@ HttpResponse http_request(const HttpRequest& req) {
         setopt(h, CURLOPT_MAXREDIRS, 5L, req);
     }
 
+    if (req.sigv4) {
+        setopt(h, CURLOPT_AWS_SIGV4, req.sigv4->provider.c_str(), req);
+        setopt(h, CURLOPT_USERNAME, req.sigv4->access_key_id.c_str(), req);
+        setopt(h, CURLOPT_PASSWORD, req.sigv4->secret_access_key.c_str(), req);
+    }
+    if (req.stall_timeout.count() > 0) {
+        setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L, req);
+        setopt(h, CURLOPT_LOW_SPEED_TIME, static_cast<long>(req.stall_timeout.count()), req);
+    }
+
     if (req.method == "HEAD") {
         setopt(h, CURLOPT_NOBODY, 1L, req);
+    } else if (req.body_reader) {
+        setopt(h, CURLOPT_UPLOAD, 1L, req);
+        setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body_size), req);
+        setopt(h, CURLOPT_READFUNCTION, &on_read, req);
+        setopt(h, CURLOPT_READDATA, static_cast<void*>(&transfer), req);
+        if (req.method != "PUT") {
+            setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str(), req);
+        }
     } else if (req.method != "GET" || !req.body.empty()) {
         // The body is sent from req.body in place; req outlives the transfer.
         setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()), req);
@@ -245,6 +298,9 @@ HttpResponse http_request(const HttpRequest& req) {
     resp.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - start);
 
+    if (transfer.error) {
+        std::rethrow_exception(transfer.error);
+    }
     if (rc != CURLE_OK) {
         std::string detail(errbuf.data(), ::strnlen(errbuf.data(), errbuf.size()));
         while (!detail.empty() && (detail.back() == '\n' || detail.back() == '\r')) {

@@ -5,6 +5,10 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -12,6 +16,15 @@
 #include <vector>
 
 namespace mlk::core {
+
+// Request signing by libcurl itself (CURLOPT_AWS_SIGV4). libcurl 7.88 signs every header given
+// in HttpRequest::headers, takes the payload hash from an x-amz-content-sha256 header (which the
+// caller must send) and uses the query string as written (so the caller must sort it).
+struct AwsSigV4 {
+    std::string provider;  // "aws:amz:<region>:<service>", e.g. "aws:amz:us-east-1:s3"
+    std::string access_key_id;
+    std::string secret_access_key;
+};
 
 struct HttpRequest {
     // "GET", "POST", "PUT", "DELETE", "HEAD", ... A non-empty body is sent with any method.
@@ -25,6 +38,21 @@ struct HttpRequest {
     std::chrono::milliseconds connect_timeout{5000};
     std::string ca_file;  // PEM bundle to trust instead of the system store; empty = system store
     bool follow_redirects = false;  // at most 5, http/https only
+    std::optional<AwsSigV4> sigv4;
+
+    // Streaming, for bodies too large to hold in memory. With `body_reader` set, `body` is
+    // ignored and the request sends exactly `body_size` bytes pulled from it (it returns how many
+    // it put in `buf`, at most `max`). A throw from it aborts the transfer and is rethrown from
+    // http_request().
+    std::function<std::size_t(char* buf, std::size_t max)> body_reader;
+    std::uint64_t body_size = 0;
+    // With `body_writer` set, a 2xx response's body goes to it instead of HttpResponse::body
+    // (other statuses still fill `body`: error documents are small). A throw aborts the transfer
+    // and is rethrown from http_request().
+    std::function<void(std::string_view chunk)> body_writer;
+    // Abort a transfer that moves under 1 KiB/s for this long (0 = never): a stalled peer is
+    // found long before `timeout`, which large transfers must set generously.
+    std::chrono::seconds stall_timeout{0};
 };
 
 struct HttpResponse {
