@@ -85,11 +85,11 @@ class S3Test : public ::testing::Test {
 
     // The aws CLI against the gate, as an independent client.
     util::RunResult aws(const std::string& args) const {
+        const std::string cli = fs::exists("/usr/bin/aws") ? "/usr/bin/aws" : "aws";
         return sh(
             "AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_DEFAULT_REGION=us-east-1 "
-            "AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null "
-            "aws --endpoint-url " +
-            s3_->endpoint() + " " + args + " 2>&1");
+            "AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null " +
+            cli + " --endpoint-url " + s3_->endpoint() + " " + args + " 2>&1");
     }
 
     std::optional<S3Server> s3_;
