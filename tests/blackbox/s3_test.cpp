@@ -100,6 +100,9 @@ class S3Test : public ::testing::Test {
 
 TEST_F(S3Test, MultipartUploadListRestoreRoundTrip) {
     testing::write_random_file(source_ / "big" / "weights.bin", 13 << 20, 3);
+    // Each part takes at least 300 ms at the server, so parts sent in parallel overlap.
+    s3_->set_faults(R"([{"method": "PUT", "query_contains": "partNumber", "times": -1,
+                         "action": "delay", "ms": 300}])");
     auto j = backup_json({"--level", "1"}, {{"S3_PART_SIZE", "5MiB"}});
     ASSERT_TRUE(j["offsite"].is_object()) << j.dump();
     EXPECT_TRUE(j["offsite"]["error"].is_null()) << j["offsite"]["error"];
@@ -120,6 +123,21 @@ TEST_F(S3Test, MultipartUploadListRestoreRoundTrip) {
             EXPECT_EQ(e["headers"]["x-amz-storage-class"], "STANDARD");
         }
     }
+
+    std::vector<std::pair<double, double>> parts;
+    for (const auto& e : s3_->request_log()) {
+        if (e["method"] == "PUT" &&
+            e["query"].get<std::string>().find("partNumber") != std::string::npos) {
+            parts.emplace_back(e["start"].get<double>(), e["end"].get<double>());
+        }
+    }
+    int overlapping = 0;
+    for (std::size_t a = 0; a < parts.size(); ++a) {
+        for (std::size_t b = a + 1; b < parts.size(); ++b) {
+            overlapping += parts[a].first < parts[b].second && parts[b].first < parts[a].second;
+        }
+    }
+    EXPECT_GE(overlapping, 1) << "the parts went up one after another";
 
     auto remote = remote_list();
     ASSERT_EQ(remote.size(), 1u);
