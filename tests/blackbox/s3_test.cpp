@@ -154,6 +154,9 @@ TEST_F(S3Test, MultipartUploadListRestoreRoundTrip) {
     auto listed = nlohmann::json::parse(m_.run({"backups", "list", "--json"}).out);
     ASSERT_EQ(listed.size(), 1u);
     EXPECT_EQ(listed[0]["location"], "remote");
+    EXPECT_EQ(listed[0]["verified"], true);  // from the manifest uploaded with it
+    EXPECT_EQ(listed[0]["kind"], "full");
+    EXPECT_FALSE(listed[0]["files"].is_null());
     const fs::path to = m_.dir() / "restored";
     auto r = m_.run(
         {"restore", std::string("s3://") + kBucket + "/" + key, "--to", to.string(), "--json"},
@@ -226,8 +229,11 @@ TEST_F(S3Test, ProfilesFromTheSharedCredentialsFileAndSecretsNeverShow) {
         << "[default]\naws_access_key_id = NOBODY\naws_secret_access_key = nope\n"
         << "[ci]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n"
         << "aws_session_token = tok-SESSION-9f8e7d\n";
-    std::map<std::string, std::string> env{
-        {"AWS_ACCESS_KEY_ID", ""}, {"AWS_SECRET_ACCESS_KEY", ""}, {"AWS_PROFILE", "ci"}};
+    const fs::path log = m_.dir() / "mlkeeper.log";
+    std::map<std::string, std::string> env{{"AWS_ACCESS_KEY_ID", ""},
+                                           {"AWS_SECRET_ACCESS_KEY", ""},
+                                           {"AWS_PROFILE", "ci"},
+                                           {"LOG_FILE", log.string()}};
     auto r = m_.run({"backup", "--s3-sync", "--json"}, env);
     ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
     // The token went with every request (signed), and never into any output or log.
@@ -242,12 +248,10 @@ TEST_F(S3Test, ProfilesFromTheSharedCredentialsFileAndSecretsNeverShow) {
         auto o = m_.run(args, env);
         everything += o.out + o.err;
     }
-    for (const auto& f : fs::recursive_directory_iterator(m_.dir().path())) {
-        if (f.is_regular_file() && f.path().extension() == ".log") {
-            std::ifstream in(f.path());
-            everything += std::string(std::istreambuf_iterator<char>(in), {});
-        }
-    }
+    std::ifstream in(log);
+    const std::string logged((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_THAT(logged, HasSubstr("uploaded models_backup_")) << "nothing was logged";
+    everything += logged;
     EXPECT_THAT(everything, Not(HasSubstr("tok-SESSION-9f8e7d")));
     EXPECT_THAT(everything, Not(HasSubstr("aws_secret_access_key")));
 

@@ -28,7 +28,18 @@ struct Row {
     std::string name;
     std::optional<backup::CatalogEntry> local;
     std::optional<backup::RemoteArchive> remote;
+    std::optional<backup::Manifest> remote_manifest;  // header only; rows with no local copy
 
+    const backup::Manifest* manifest() const {
+        if (local && local->manifest) {
+            return &*local->manifest;
+        }
+        return remote_manifest ? &*remote_manifest : nullptr;
+    }
+    bool verified() const {
+        const auto* m = manifest();
+        return m != nullptr && m->verified_at.has_value();
+    }
     std::string location() const { return local && remote ? "both" : local ? "local" : "remote"; }
 };
 
@@ -57,15 +68,15 @@ std::vector<Row> merge(const std::vector<backup::CatalogEntry>& local,
 
 nlohmann::json row_json(const Row& r) {
     const auto* c = r.local ? &*r.local : nullptr;
-    const auto* m = c && c->manifest ? &*c->manifest : nullptr;
+    const auto* m = r.manifest();
     return {{"archive", r.name},
             {"created_at", util::iso8601_utc(c ? c->created : r.remote->created)},
             {"size", c ? c->size : r.remote->size},
             {"files", m ? nlohmann::json(m->totals.files) : nullptr},
             {"bytes", m ? nlohmann::json(m->totals.bytes) : nullptr},
-            {"kind", c ? nlohmann::json(backup::to_string(c->kind())) : nullptr},
+            {"kind", m ? nlohmann::json(backup::to_string(m->kind)) : nullptr},
             {"parent", m && m->parent ? nlohmann::json(*m->parent) : nullptr},
-            {"verified", c ? nlohmann::json(c->verified()) : nullptr},
+            {"verified", m ? nlohmann::json(r.verified()) : nullptr},
             {"verified_at", m && m->verified_at ? nlohmann::json(*m->verified_at) : nullptr},
             {"location", r.location()},
             {"remote_key", r.remote ? nlohmann::json(r.remote->key) : nullptr},
@@ -94,11 +105,12 @@ int list(const Context& ctx, bool json, bool remote_only) {
     std::vector<backup::RemoteArchive> remote;
     std::string remote_error;
     std::string where = dest.string();
+    std::optional<storage::s3::S3Client> client;
     if (s3) {
-        storage::s3::S3Client client(s3_settings(ctx));
-        where = storage::s3::s3_url(client.settings().bucket, client.settings().prefix);
+        client.emplace(s3_settings(ctx));
+        where = storage::s3::s3_url(client->settings().bucket, client->settings().prefix);
         try {
-            remote = backup::list_remote(client);
+            remote = backup::list_remote(*client);
         } catch (const storage::s3::S3Error& e) {
             if (remote_only) {
                 throw;
@@ -107,7 +119,17 @@ int list(const Context& ctx, bool json, bool remote_only) {
             std::cerr << "mlkeeper: warning: cannot list the off-site copy: " << e.what() << "\n";
         }
     }
-    const auto rows = merge(catalog, remote);
+    auto rows = merge(catalog, remote);
+    for (auto& r : rows) {
+        if (!r.local && r.remote && r.remote->has_manifest) {
+            try {
+                r.remote_manifest = backup::parse_manifest_header(
+                    client->get_bytes(r.remote->key + ".manifest.json"));
+            } catch (const std::exception& e) {
+                spdlog::warn("remote manifest of {}: {}", r.name, e.what());
+            }
+        }
+    }
     if (json) {
         nlohmann::json arr = nlohmann::json::array();
         for (const auto& r : rows) {
@@ -124,13 +146,13 @@ int list(const Context& ctx, bool json, bool remote_only) {
                              "SIZE", "FILES", "KIND", "VERIFIED", "LOCATION");
     for (const auto& r : rows) {
         const auto* c = r.local ? &*r.local : nullptr;
-        std::cout << fmt::format(
-            "{:<42} {:<19} {:>10} {:>8} {:<11} {:<8} {}\n", r.name,
-            util::format_local(c ? c->created : r.remote->created),
-            util::format_bytes(c ? c->size : r.remote->size),
-            c && c->manifest ? std::to_string(c->manifest->totals.files) : "?",
-            c ? backup::to_string(c->kind()) : "?",
-            c ? (c->verified() ? "yes" : (c->manifest ? "no" : "no manifest")) : "?", r.location());
+        const auto* m = r.manifest();
+        std::cout << fmt::format("{:<42} {:<19} {:>10} {:>8} {:<11} {:<8} {}\n", r.name,
+                                 util::format_local(c ? c->created : r.remote->created),
+                                 util::format_bytes(c ? c->size : r.remote->size),
+                                 m ? std::to_string(m->totals.files) : "?",
+                                 m ? std::string(backup::to_string(m->kind)) : "?",
+                                 r.verified() ? "yes" : (m ? "no" : "no manifest"), r.location());
     }
     return remote_error.empty() ? 0 : 1;
 }
