@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -387,6 +389,46 @@ TEST_F(S3Test, AnIncrementalChainIsRestoredFromS3Alone) {
     ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
     EXPECT_EQ(nlohmann::json::parse(r.out)["downloaded"]["archives"].size(), 2u);
     EXPECT_EQ(testing::snapshot(to / "models"), testing::snapshot(source_));
+}
+
+TEST_F(S3Test, ASlowServerHitsTheRequestTimeoutAndATruncatedDownloadIsRetried) {
+    auto j = backup_json();
+    const std::string key = remote_list()[0]["remote_key"];
+    s3_->set_faults(R"([{"method": "GET", "path_contains": ".tar.zst", "times": -1,
+                         "action": "delay", "ms": 2500}])");
+    const auto start = std::chrono::steady_clock::now();
+    auto slow = m_.run({"verify", "s3://" + std::string(kBucket) + "/" + key},
+                       {{"S3_REQUEST_TIMEOUT", "1"}, {"S3_ATTEMPTS", "2"}});
+    EXPECT_EQ(slow.exit_code, 1) << slow.out << slow.err;
+    EXPECT_THAT(slow.err, HasSubstr("after 2 attempts"));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+
+    // The body stops half-way once: curl sees a short transfer and the GET is repeated.
+    s3_->set_faults(R"([{"method": "GET", "path_contains": ".tar.zst", "times": 1,
+                         "action": "truncate_response", "after_bytes": 1000}])");
+    auto v = m_.run({"verify", "s3://" + std::string(kBucket) + "/" + key});
+    EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+}
+
+TEST_F(S3Test, AFullDiskDuringDownloadFailsCleanly) {
+    testing::write_random_file(source_ / "big" / "weights.bin", 6 << 20, 13);
+    auto j = backup_json({"--level", "1"});
+    const std::string key = remote_list()[0]["remote_key"];
+    const fs::path mnt = m_.dir() / "small";
+    fs::create_directories(mnt);
+    if (::geteuid() != 0 || ::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=2m") != 0) {
+        GTEST_SKIP() << "needs root to mount a tmpfs";
+    }
+    struct Unmount {
+        fs::path p;
+        ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+    } unmount{mnt};
+    auto r = m_.run({"restore", "s3://" + std::string(kBucket) + "/" + key, "--to",
+                     (m_.dir() / "restored").string(), "--download-dir", mnt.string()});
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("No space left on device"));
+    EXPECT_TRUE(fs::is_empty(mnt)) << "the partial download was left behind";
+    EXPECT_FALSE(fs::exists(m_.dir() / "restored" / "models"));
 }
 
 TEST_F(S3Test, DryRunUploadsNothing) {

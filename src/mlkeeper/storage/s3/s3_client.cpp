@@ -478,6 +478,16 @@ std::string S3Client::get_bytes(const std::string& key) {
 
 TransferStats S3Client::download_file(const std::string& key, const std::filesystem::path& file,
                                       const ByteProgress& progress) {
+    try {
+        return download_file_to(key, file, progress);
+    } catch (const std::system_error& e) {
+        throw Error(fmt::format("S3 GET {}: cannot write {}: {}", s3_url(settings_.bucket, key),
+                                file.string(), e.code().message()));
+    }
+}
+
+TransferStats S3Client::download_file_to(const std::string& key, const std::filesystem::path& file,
+                                         const ByteProgress& progress) {
     const auto start = Clock::now();
     const int retries_before = retries_.load();
     const auto size = head(key);

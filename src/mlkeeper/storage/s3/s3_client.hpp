@@ -76,6 +76,9 @@ class S3Client {
     int retries() const { return retries_.load(); }
 
   private:
+    TransferStats download_file_to(const std::string& key, const std::filesystem::path& file,
+                                   const ByteProgress& progress);
+
     S3Settings settings_;
     std::atomic<int> retries_{0};
 
