@@ -176,6 +176,37 @@ bool auth_code(const std::string& code) {
            code == "TokenRefreshRequired";
 }
 
+// Runs fn(0) .. fn(count - 1) on up to `parallel` threads. After the first exception no new
+// index is started; the running ones finish, and that first exception is rethrown.
+void for_each_part(int count, int parallel, const std::function<void(int)>& fn) {
+    std::atomic<int> next{0};
+    std::atomic<bool> failed{false};
+    std::mutex error_mu;
+    std::exception_ptr error;
+    auto worker = [&] {
+        for (int i = next++; i < count && !failed.load(); i = next++) {
+            try {
+                fn(i);
+            } catch (...) {
+                std::lock_guard lock(error_mu);
+                if (!error) {
+                    error = std::current_exception();
+                }
+                failed = true;
+            }
+        }
+    };
+    {
+        std::vector<std::jthread> pool;
+        for (int t = 0; t < std::min(parallel, count); ++t) {
+            pool.emplace_back(worker);
+        }
+    }
+    if (error) {
+        std::rethrow_exception(error);
+    }
+}
+
 }  // namespace
 
 // One S3 operation, retried as a whole. The body comes from `body` or from a range of a file;
@@ -348,98 +379,7 @@ TransferStats S3Client::upload_file(const std::string& key, const std::filesyste
                      {"x-amz-storage-class", settings_.storage_class}};
         r.run(*this);
     } else {
-        std::uint64_t part = settings_.part_size;
-        if ((size + part - 1) / part > kMaxParts) {
-            const std::uint64_t mib = 1ULL << 20;
-            part = ((size + kMaxParts - 1) / kMaxParts + mib - 1) / mib * mib;
-        }
-        const int parts = static_cast<int>((size + part - 1) / part);
-        st.parts = parts;
-
-        Request init;
-        init.method = "POST";
-        init.key = key;
-        init.query = {{"uploads", ""}};
-        init.headers = {{"Content-Type", content_type},
-                        {"x-amz-storage-class", settings_.storage_class}};
-        const std::string upload_id = parse_upload_id(init.run(*this).body);
-
-        std::vector<std::string> etags(static_cast<std::size_t>(parts));
-        std::atomic<int> next{0};
-        std::atomic<bool> failed{false};
-        std::mutex error_mu;
-        std::exception_ptr error;
-        auto worker = [&] {
-            for (int i = next++; i < parts && !failed.load(); i = next++) {
-                try {
-                    const std::uint64_t offset = static_cast<std::uint64_t>(i) * part;
-                    const std::uint64_t length = std::min(part, size - offset);
-                    Request r;
-                    r.method = "PUT";
-                    r.key = key;
-                    r.query = {{"partNumber", std::to_string(i + 1)}, {"uploadId", upload_id}};
-                    r.body_fd = fd.get();
-                    r.body_offset = offset;
-                    r.body_length = length;
-                    r.progress = &progress;
-                    r.headers = {{"Content-MD5", md5_base64(fd.get(), offset, length)}};
-                    auto resp = r.run(*this);
-                    const std::string* etag = resp.header("ETag");
-                    if (etag == nullptr || etag->empty()) {
-                        throw S3Error(fmt::format("S3 PUT {} part {}: the server sent no ETag",
-                                                  s3_url(settings_.bucket, key), i + 1),
-                                      resp.status, "");
-                    }
-                    std::string e = *etag;
-                    e.erase(std::remove(e.begin(), e.end(), '"'), e.end());
-                    etags[static_cast<std::size_t>(i)] = e;
-                } catch (...) {
-                    std::lock_guard lock(error_mu);
-                    if (!error) {
-                        error = std::current_exception();
-                    }
-                    failed = true;
-                }
-            }
-        };
-        {
-            std::vector<std::jthread> pool;
-            for (int t = 0; t < std::min(settings_.parallel, parts); ++t) {
-                pool.emplace_back(worker);
-            }
-        }
-        try {
-            if (error) {
-                std::rethrow_exception(error);
-            }
-            std::vector<std::pair<int, std::string>> list;
-            for (int i = 0; i < parts; ++i) {
-                list.emplace_back(i + 1, etags[static_cast<std::size_t>(i)]);
-            }
-            Request done;
-            done.method = "POST";
-            done.key = key;
-            done.query = {{"uploadId", upload_id}};
-            done.body = complete_multipart_body(list);
-            done.headers = {{"Content-Type", "application/xml"},
-                            {"Content-MD5", md5_base64(done.body)}};
-            done.run(*this);
-        } catch (...) {
-            // Parts of an upload never completed stay stored (and billed) until aborted.
-            try {
-                Request abort;
-                abort.method = "DELETE";
-                abort.key = key;
-                abort.query = {{"uploadId", upload_id}};
-                abort.ok = {204, 200, 404};
-                abort.run(*this);
-                spdlog::info("aborted the multipart upload of {}", s3_url(settings_.bucket, key));
-            } catch (const std::exception& e) {
-                spdlog::error("could not abort the multipart upload {} of {}: {}", upload_id,
-                              s3_url(settings_.bucket, key), e.what());
-            }
-            throw;
-        }
+        st.parts = upload_parts(key, fd.get(), size, content_type, progress);
     }
     if (auto remote = head(key); !remote || *remote != size) {
         throw S3Error(fmt::format("S3 PUT {}: the stored object has {} bytes, the file {}",
@@ -450,6 +390,80 @@ TransferStats S3Client::upload_file(const std::string& key, const std::filesyste
     st.retries = retries_.load() - retries_before;
     st.seconds = std::chrono::duration<double>(Clock::now() - start).count();
     return st;
+}
+
+int S3Client::upload_parts(const std::string& key, int fd_in, std::uint64_t size,
+                           const std::string& content_type, const ByteProgress& progress) {
+    std::uint64_t part = settings_.part_size;
+    if ((size + part - 1) / part > kMaxParts) {
+        const std::uint64_t mib = 1ULL << 20;
+        part = ((size + kMaxParts - 1) / kMaxParts + mib - 1) / mib * mib;
+    }
+    const int parts = static_cast<int>((size + part - 1) / part);
+
+    Request init;
+    init.method = "POST";
+    init.key = key;
+    init.query = {{"uploads", ""}};
+    init.headers = {{"Content-Type", content_type},
+                    {"x-amz-storage-class", settings_.storage_class}};
+    const std::string upload_id = parse_upload_id(init.run(*this).body);
+
+    std::vector<std::string> etags(static_cast<std::size_t>(parts));
+    auto send_part = [&](int i) {
+        const std::uint64_t offset = static_cast<std::uint64_t>(i) * part;
+        const std::uint64_t length = std::min(part, size - offset);
+        Request r;
+        r.method = "PUT";
+        r.key = key;
+        r.query = {{"partNumber", std::to_string(i + 1)}, {"uploadId", upload_id}};
+        r.body_fd = fd_in;
+        r.body_offset = offset;
+        r.body_length = length;
+        r.progress = &progress;
+        r.headers = {{"Content-MD5", md5_base64(fd_in, offset, length)}};
+        auto resp = r.run(*this);
+        const std::string* etag = resp.header("ETag");
+        if (etag == nullptr || etag->empty()) {
+            throw S3Error(fmt::format("S3 PUT {} part {}: the server sent no ETag",
+                                      s3_url(settings_.bucket, key), i + 1),
+                          resp.status, "");
+        }
+        std::string e = *etag;
+        e.erase(std::remove(e.begin(), e.end(), '"'), e.end());
+        etags[static_cast<std::size_t>(i)] = e;
+    };
+    try {
+        for_each_part(parts, settings_.parallel, send_part);
+        std::vector<std::pair<int, std::string>> list;
+        for (int i = 0; i < parts; ++i) {
+            list.emplace_back(i + 1, etags[static_cast<std::size_t>(i)]);
+        }
+        Request done;
+        done.method = "POST";
+        done.key = key;
+        done.query = {{"uploadId", upload_id}};
+        done.body = complete_multipart_body(list);
+        done.headers = {{"Content-Type", "application/xml"},
+                        {"Content-MD5", md5_base64(done.body)}};
+        done.run(*this);
+    } catch (...) {
+        // Parts of an upload never completed stay stored (and billed) until aborted.
+        try {
+            Request abort;
+            abort.method = "DELETE";
+            abort.key = key;
+            abort.query = {{"uploadId", upload_id}};
+            abort.ok = {204, 200, 404};
+            abort.run(*this);
+            spdlog::info("aborted the multipart upload of {}", s3_url(settings_.bucket, key));
+        } catch (const std::exception& e) {
+            spdlog::error("could not abort the multipart upload {} of {}: {}", upload_id,
+                          s3_url(settings_.bucket, key), e.what());
+        }
+        throw;
+    }
+    return parts;
 }
 
 std::optional<std::uint64_t> S3Client::head(const std::string& key) {
@@ -512,42 +526,19 @@ TransferStats S3Client::download_file_to(const std::string& key, const std::file
         const std::uint64_t part = settings_.part_size;
         const int parts = static_cast<int>((*size + part - 1) / part);
         st.parts = parts;
-        std::atomic<int> next{0};
-        std::atomic<bool> failed{false};
-        std::mutex error_mu;
-        std::exception_ptr error;
-        auto worker = [&] {
-            for (int i = next++; i < parts && !failed.load(); i = next++) {
-                try {
-                    const std::uint64_t offset = static_cast<std::uint64_t>(i) * part;
-                    const std::uint64_t last = std::min(offset + part, *size) - 1;
-                    Request r;
-                    r.method = "GET";
-                    r.key = key;
-                    r.headers = {{"Range", fmt::format("bytes={}-{}", offset, last)}};
-                    r.ok = {206};
-                    r.sink_fd = fd.get();
-                    r.sink_offset = offset;
-                    r.progress = &progress;
-                    r.run(*this);
-                } catch (...) {
-                    std::lock_guard lock(error_mu);
-                    if (!error) {
-                        error = std::current_exception();
-                    }
-                    failed = true;
-                }
-            }
-        };
-        {
-            std::vector<std::jthread> pool;
-            for (int t = 0; t < std::min(settings_.parallel, parts); ++t) {
-                pool.emplace_back(worker);
-            }
-        }
-        if (error) {
-            std::rethrow_exception(error);
-        }
+        for_each_part(parts, settings_.parallel, [&](int i) {
+            const std::uint64_t offset = static_cast<std::uint64_t>(i) * part;
+            const std::uint64_t last = std::min(offset + part, *size) - 1;
+            Request r;
+            r.method = "GET";
+            r.key = key;
+            r.headers = {{"Range", fmt::format("bytes={}-{}", offset, last)}};
+            r.ok = {206};
+            r.sink_fd = fd.get();
+            r.sink_offset = offset;
+            r.progress = &progress;
+            r.run(*this);
+        });
     }
     struct stat sb {};
     if (::fstat(fd.get(), &sb) != 0 || static_cast<std::uint64_t>(sb.st_size) != *size) {

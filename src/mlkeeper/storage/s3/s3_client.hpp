@@ -76,6 +76,9 @@ class S3Client {
     int retries() const { return retries_.load(); }
 
   private:
+    // The multipart upload of `size` bytes of `fd`; returns the number of parts.
+    int upload_parts(const std::string& key, int fd, std::uint64_t size,
+                     const std::string& content_type, const ByteProgress& progress);
     TransferStats download_file_to(const std::string& key, const std::filesystem::path& file,
                                    const ByteProgress& progress);
 
