@@ -606,6 +606,25 @@ void write_manifest_text(const Manifest& m, JsonText& out) {
     out.key("level");
     out.num(m.compression.level);
     out.raw('}');
+    if (m.encryption) {
+        line("encryption");
+        out.raw('{');
+        out.key("format");
+        out.str(m.encryption->format);
+        out.raw(", ");
+        out.key("recipients");
+        out.raw('[');
+        for (std::size_t i = 0; i < m.encryption->recipients.size(); ++i) {
+            if (i > 0) {
+                out.raw(", ");
+            }
+            out.str(m.encryption->recipients[i]);
+        }
+        out.raw("], ");
+        out.key("passphrase");
+        out.raw(m.encryption->passphrase ? "true" : "false");
+        out.raw('}');
+    }
     line("kind");
     out.str(to_string(m.kind));
     line("parent");
@@ -1186,6 +1205,28 @@ void read_header(const json& j, Manifest& m) {
                                                             std::numeric_limits<int>::max()));
         }
     }
+    if (const json* e = opt_object(j, "encryption")) {
+        Manifest::Encryption enc;
+        enc.format = opt_string(*e, "format", "encryption.format").value_or("");
+        if (const json* r = member(*e, "recipients"); r && !r->is_null()) {
+            if (!r->is_array()) {
+                wrong_type("encryption.recipients", "an array", value_of(*r));
+            }
+            for (const auto& item : *r) {
+                if (!item.is_string()) {
+                    wrong_type("encryption.recipients", "strings", value_of(item));
+                }
+                enc.recipients.push_back(item.get<std::string>());
+            }
+        }
+        if (const json* pp = member(*e, "passphrase"); pp && !pp->is_null()) {
+            if (!pp->is_boolean()) {
+                wrong_type("encryption.passphrase", "a boolean", value_of(*pp));
+            }
+            enc.passphrase = pp->get<bool>();
+        }
+        m.encryption = std::move(enc);
+    }
     const std::string kind = req_string(j, "kind", "kind");
     const auto parsed_kind = parse_backup_kind(kind);
     if (!parsed_kind) {
@@ -1713,6 +1754,20 @@ void validate_manifest(const Manifest& m) {
     if (m.root.find('/') != std::string::npos) {
         fail("root", quote_value(m.root) + " must be a single name, not a path");
     }
+    if (m.encryption) {
+        if (m.encryption->format != "age-v1") {
+            fail("encryption.format",
+                 "unknown format " + quote_value(m.encryption->format) + " (expected age-v1)");
+        }
+        if (m.encryption->recipients.empty() && !m.encryption->passphrase) {
+            fail("encryption", "an encrypted archive needs recipients or a passphrase");
+        }
+        for (const auto& r : m.encryption->recipients) {
+            if (!r.starts_with("age1")) {
+                fail("encryption.recipients", quote_value(r) + " is not an age1... public key");
+            }
+        }
+    }
     if (m.kind == BackupKind::kIncremental) {
         if (!m.parent) {
             fail("parent", "an incremental backup needs the file name of its parent archive");
@@ -1766,6 +1821,11 @@ nlohmann::json to_json(const Manifest& m) {
     put_bytes(j, "source", m.source);
     put_bytes(j, "root", m.root);
     j["compression"] = json{{"codec", m.compression.codec}, {"level", m.compression.level}};
+    if (m.encryption) {
+        j["encryption"] = json{{"format", m.encryption->format},
+                               {"recipients", m.encryption->recipients},
+                               {"passphrase", m.encryption->passphrase}};
+    }
     j["kind"] = to_string(m.kind);
     j["parent"] = optional_json(m.parent);
     j["verified_at"] = optional_json(m.verified_at);

@@ -82,6 +82,15 @@ struct Manifest {
         bool operator==(const Totals&) const = default;
     };
 
+    // Set when the archive is encrypted (an age v1 file wrapping the compressed tar). Only
+    // public information: the recipients' public keys and whether a passphrase opens it.
+    struct Encryption {
+        std::string format = "age-v1";
+        std::vector<std::string> recipients;  // "age1..." public keys
+        bool passphrase = false;
+        bool operator==(const Encryption&) const = default;
+    };
+
     std::string archive;  // file name of the archive, no directory
     std::uint64_t archive_size = 0;
     std::string archive_sha256;
@@ -91,6 +100,7 @@ struct Manifest {
     std::string source;  // the directory that was backed up, e.g. "/opt/ml/models"
     std::string root;    // the single top-level name inside the archive, e.g. "models"
     Compression compression;
+    std::optional<Encryption> encryption;  // absent for plain archives
     BackupKind kind = BackupKind::kFull;
     std::optional<std::string> parent;       // incremental only: the previous archive's file name
     std::optional<std::string> verified_at;  // ISO 8601 UTC time of the last passed verification

@@ -164,6 +164,28 @@ TEST(BackupManifest, TextRoundTripKeepsEveryField) {
     EXPECT_EQ(serialize_manifest(back), text);  // stable output
 }
 
+TEST(BackupManifest, EncryptionRoundTripsAndIsValidated) {
+    Manifest m = sample();
+    m.archive += ".age";
+    m.encryption = Manifest::Encryption{"age-v1", {"age1abc", "age1def"}, false};
+    const std::string text = serialize_manifest(m);
+    EXPECT_NE(text.find("\"encryption\": {\"format\": \"age-v1\""), std::string::npos) << text;
+    EXPECT_EQ(parse_manifest(text), m);
+    EXPECT_EQ(parse_manifest_header(text).encryption, m.encryption);
+    EXPECT_EQ(manifest_from_json(to_json(m)), m);
+    // A plain archive's manifest has no encryption field at all (unchanged for old readers).
+    EXPECT_EQ(serialize_manifest(sample()).find("encryption"), std::string::npos);
+
+    m.encryption->recipients = {"ssh-ed25519 AAAA"};
+    EXPECT_THROW(serialize_manifest(m), ManifestError);
+    m.encryption->recipients.clear();
+    EXPECT_THROW(serialize_manifest(m), ManifestError);
+    m.encryption->passphrase = true;
+    EXPECT_NO_THROW(serialize_manifest(m));
+    m.encryption->format = "gpg";
+    EXPECT_THROW(serialize_manifest(m), ManifestError);
+}
+
 TEST(BackupManifest, DomRoundTripAndTextAgree) {
     const Manifest m = sample();
     const json j = to_json(m);

@@ -353,6 +353,10 @@ void increment_counter(std::array<std::uint8_t, 12>& nonce) {
 
 SecretBytes<kAgeFileKeySize> unwrap_file_key(const Header& h, const DecryptWith& with) {
     SecretBytes<kAgeFileKeySize> file_key;
+    if (with.file_key != nullptr) {
+        std::copy(with.file_key->data(), with.file_key->data() + kAgeFileKeySize, file_key.data());
+        return file_key;
+    }
     const auto is_scrypt = [](const Stanza& s) { return s.args[0] == "scrypt"; };
     const bool scrypt = std::any_of(h.stanzas.begin(), h.stanzas.end(), is_scrypt);
     if (scrypt) {
@@ -487,7 +491,7 @@ AgeEncryptor::AgeEncryptor(const EncryptTo& to, Sink out) : out_(std::move(out))
         throw std::invalid_argument("age: no recipients and no passphrase");
     }
 
-    SecretBytes<kAgeFileKeySize> file_key;
+    SecretBytes<kAgeFileKeySize>& file_key = file_key_;
     randombytes_buf(file_key.data(), file_key.size());
     std::string header(kVersionLine);
     header += '\n';

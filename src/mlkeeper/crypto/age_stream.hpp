@@ -76,12 +76,16 @@ class AgeEncryptor {
 
     std::uint64_t bytes_out() const { return bytes_out_; }  // header + nonce + chunks so far
     std::uint64_t header_size() const { return header_size_; }
+    // This file's key, for checking the file just written without the recipients' identities
+    // (DecryptWith::file_key). Keep it in memory only; it decrypts this one file.
+    const SecretBytes<kAgeFileKeySize>& file_key() const { return file_key_; }
 
   private:
     void seal(const std::uint8_t* plain, std::size_t n, bool last);
     void emit(const void* p, std::size_t n);
 
     Sink out_;
+    SecretBytes<kAgeFileKeySize> file_key_;
     SecretBytes<32> payload_key_;
     std::array<std::uint8_t, 12> nonce_{};  // 11-byte big-endian counter + last-chunk flag
     std::vector<std::uint8_t> plain_;       // pending plaintext (kAgeChunkSize bytes)
@@ -98,6 +102,9 @@ struct DecryptWith {
     // Work factors above this are rejected (kMalformed) before any scrypt work: 2^22 takes
     // about 4 GiB and seconds, which bounds what a hostile file can cost.
     int max_scrypt_log_n = 22;
+    // The file key itself (AgeEncryptor::file_key()), used instead of the stanzas; the header
+    // MAC is still checked. Not owned: must outlive the decryptor's constructor.
+    const SecretBytes<kAgeFileKeySize>* file_key = nullptr;
 };
 
 // Decrypts a stream pulled from `in` (returns up to `cap` bytes, 0 at end of input).

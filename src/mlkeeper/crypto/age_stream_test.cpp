@@ -228,6 +228,31 @@ TEST(AgeStream, Passphrase) {
     EXPECT_EQ(decrypt_error(cipher, low_limit), Kind::kMalformed);
 }
 
+TEST(AgeStream, TheWritersFileKeyDecryptsWithoutAnyIdentity) {
+    const auto id = X25519Identity::generate();
+    EncryptTo to;
+    to.recipients = {id.recipient()};
+    std::string cipher;
+    AgeEncryptor enc(
+        to, [&](const void* p, std::size_t n) { cipher.append(static_cast<const char*>(p), n); });
+    const std::string plain = random_data(200000, 5);
+    enc.write(plain.data(), plain.size());
+    enc.finish();
+    DecryptWith with;
+    with.file_key = &enc.file_key();
+    EXPECT_EQ(decrypt(cipher, with), plain);
+    // Another file's key fails the header MAC.
+    std::string other;
+    AgeEncryptor enc2(
+        to, [&](const void* p, std::size_t n) { other.append(static_cast<const char*>(p), n); });
+    enc2.finish();
+    with.file_key = &enc2.file_key();
+    std::string out;
+    auto err = try_decrypt(cipher, with, out);
+    ASSERT_TRUE(err.has_value());
+    EXPECT_EQ(err->kind(), AgeError::Kind::kTampered);
+}
+
 TEST(AgeStream, WrongIdentityAndPassphraseForX25519File) {
     const X25519Identity id = X25519Identity::generate();
     const std::string cipher = encrypt("secret", to_recipient(id));
