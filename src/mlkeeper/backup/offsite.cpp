@@ -324,9 +324,10 @@ FetchResult fetch_from_s3(S3Client& s3, const std::string& key, const fs::path& 
         auto size = s3.head(k);
         util::Progress bar("download " + name, size.value_or(0), progress);
         storage::s3::ByteProgress on_bytes = [&](std::uint64_t n) { bar.advance(n); };
-        auto st = s3.download_file(k, file, on_bytes);
+        // A scratch copy (removed when the command ends): no fsync.
+        auto st = s3.download_file(k, file, S3Client::FileSync::kNo, on_bytes);
         bar.finish();
-        const std::string got = util::sha256_file_hex(file);
+        const std::string& got = st.sha256;
         if (got != expected) {
             throw Error(ExitCode::kCritical,
                         fmt::format("{}: downloaded SHA-256 {} does not match the uploaded {}", url,

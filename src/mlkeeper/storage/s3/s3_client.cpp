@@ -10,6 +10,7 @@
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <random>
 #include <system_error>
@@ -491,17 +492,35 @@ std::string S3Client::get_bytes(const std::string& key) {
 }
 
 TransferStats S3Client::download_file(const std::string& key, const std::filesystem::path& file,
-                                      const ByteProgress& progress) {
+                                      FileSync sync, const ByteProgress& progress) {
     try {
-        return download_file_to(key, file, progress);
+        return download_file_to(key, file, sync, progress);
     } catch (const std::system_error& e) {
         throw Error(fmt::format("S3 GET {}: cannot write {}: {}", s3_url(settings_.bucket, key),
                                 file.string(), e.code().message()));
     }
 }
 
+namespace {
+
+// Hashes [from, to) of `fd` (bytes already written), appending to `sha`.
+void hash_range(int fd, std::uint64_t from, std::uint64_t to, util::Sha256& sha,
+                std::vector<char>& buf) {
+    while (from < to) {
+        const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(to - from, buf.size()));
+        const auto got = pread_some(fd, buf.data(), want, from);
+        if (got == 0) {
+            throw std::runtime_error("the downloaded file shrank while it was hashed");
+        }
+        sha.update(buf.data(), got);
+        from += got;
+    }
+}
+
+}  // namespace
+
 TransferStats S3Client::download_file_to(const std::string& key, const std::filesystem::path& file,
-                                         const ByteProgress& progress) {
+                                         FileSync sync, const ByteProgress& progress) {
     const auto start = Clock::now();
     const int retries_before = retries_.load();
     const auto size = head(key);
@@ -509,9 +528,11 @@ TransferStats S3Client::download_file_to(const std::string& key, const std::file
         throw S3Error(fmt::format("S3 GET {}: no such object", s3_url(settings_.bucket, key)), 404,
                       "NoSuchKey");
     }
-    Fd fd(file, O_WRONLY | O_CREAT | O_TRUNC);
+    Fd fd(file, O_RDWR | O_CREAT | O_TRUNC);
     TransferStats st;
     st.bytes = *size;
+    util::Sha256 sha;
+    std::vector<char> buf(kReadChunk);
     if (*size <= settings_.part_size) {
         Request r;
         r.method = "GET";
@@ -519,6 +540,7 @@ TransferStats S3Client::download_file_to(const std::string& key, const std::file
         r.sink_fd = fd.get();
         r.progress = &progress;
         r.run(*this);
+        hash_range(fd.get(), 0, *size, sha, buf);
     } else {
         if (::ftruncate(fd.get(), static_cast<off_t>(*size)) != 0) {
             throw std::system_error(errno, std::generic_category(), "truncate " + file.string());
@@ -526,19 +548,54 @@ TransferStats S3Client::download_file_to(const std::string& key, const std::file
         const std::uint64_t part = settings_.part_size;
         const int parts = static_cast<int>((*size + part - 1) / part);
         st.parts = parts;
-        for_each_part(parts, settings_.parallel, [&](int i) {
-            const std::uint64_t offset = static_cast<std::uint64_t>(i) * part;
-            const std::uint64_t last = std::min(offset + part, *size) - 1;
-            Request r;
-            r.method = "GET";
-            r.key = key;
-            r.headers = {{"Range", fmt::format("bytes={}-{}", offset, last)}};
-            r.ok = {206};
-            r.sink_fd = fd.get();
-            r.sink_offset = offset;
-            r.progress = &progress;
-            r.run(*this);
+        // Ranges arrive out of order on the workers; this thread hashes each part as soon as
+        // every part before it is in, so hashing overlaps the transfer instead of following it.
+        std::mutex mu;
+        std::condition_variable cv;
+        std::vector<bool> done(static_cast<std::size_t>(parts), false);
+        bool finished = false;
+        std::exception_ptr error;
+        std::jthread workers([&] {
+            try {
+                for_each_part(parts, settings_.parallel, [&](int i) {
+                    const std::uint64_t offset = static_cast<std::uint64_t>(i) * part;
+                    const std::uint64_t last = std::min(offset + part, *size) - 1;
+                    Request r;
+                    r.method = "GET";
+                    r.key = key;
+                    r.headers = {{"Range", fmt::format("bytes={}-{}", offset, last)}};
+                    r.ok = {206};
+                    r.sink_fd = fd.get();
+                    r.sink_offset = offset;
+                    r.progress = &progress;
+                    r.run(*this);
+                    std::lock_guard lock(mu);
+                    done[static_cast<std::size_t>(i)] = true;
+                    cv.notify_one();
+                });
+            } catch (...) {
+                std::lock_guard lock(mu);
+                error = std::current_exception();
+            }
+            std::lock_guard lock(mu);
+            finished = true;
+            cv.notify_one();
         });
+        for (int i = 0; i < parts; ++i) {
+            {
+                std::unique_lock lock(mu);
+                cv.wait(lock, [&] { return done[static_cast<std::size_t>(i)] || finished; });
+                if (!done[static_cast<std::size_t>(i)]) {
+                    break;  // the workers failed; their error is rethrown below
+                }
+            }
+            const std::uint64_t offset = static_cast<std::uint64_t>(i) * part;
+            hash_range(fd.get(), offset, std::min(offset + part, *size), sha, buf);
+        }
+        workers.join();
+        if (error) {
+            std::rethrow_exception(error);
+        }
     }
     struct stat sb {};
     if (::fstat(fd.get(), &sb) != 0 || static_cast<std::uint64_t>(sb.st_size) != *size) {
@@ -546,9 +603,10 @@ TransferStats S3Client::download_file_to(const std::string& key, const std::file
                                   s3_url(settings_.bucket, key), sb.st_size, *size),
                       0, "");
     }
-    if (::fsync(fd.get()) != 0) {
+    if (sync == FileSync::kYes && ::fsync(fd.get()) != 0) {
         throw std::system_error(errno, std::generic_category(), "fsync " + file.string());
     }
+    st.sha256 = sha.finish_hex();
     st.retries = retries_.load() - retries_before;
     st.seconds = std::chrono::duration<double>(Clock::now() - start).count();
     return st;

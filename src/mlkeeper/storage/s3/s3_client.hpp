@@ -40,8 +40,9 @@ using ByteProgress = std::function<void(std::uint64_t bytes)>;
 
 struct TransferStats {
     std::uint64_t bytes = 0;
-    int parts = 1;    // 1 for a single PUT/GET
-    int retries = 0;  // attempts beyond the first, over all requests
+    std::string sha256;  // downloads: the SHA-256 of the file written (hashed while it arrives)
+    int parts = 1;       // 1 for a single PUT/GET
+    int retries = 0;     // attempts beyond the first, over all requests
     double seconds = 0;
 };
 
@@ -61,9 +62,12 @@ class S3Client {
                    const std::string& content_type);
 
     // Downloads into `file` (created or truncated): one GET, or `parallel` ranged GETs for
-    // objects over part_size. Throws S3Error with code "NoSuchKey" for a missing object.
+    // objects over part_size, hashing the parts in order as they arrive. kNo skips the fsync,
+    // for scratch copies that are deleted when the command ends. Throws S3Error with code
+    // "NoSuchKey" for a missing object, mlk::Error naming the file when it cannot be written.
+    enum class FileSync { kYes, kNo };
     TransferStats download_file(const std::string& key, const std::filesystem::path& file,
-                                const ByteProgress& progress = {});
+                                FileSync sync, const ByteProgress& progress = {});
     std::string get_bytes(const std::string& key);
 
     // Size of the object, or nullopt when it does not exist.
@@ -80,7 +84,7 @@ class S3Client {
     int upload_parts(const std::string& key, int fd, std::uint64_t size,
                      const std::string& content_type, const ByteProgress& progress);
     TransferStats download_file_to(const std::string& key, const std::filesystem::path& file,
-                                   const ByteProgress& progress);
+                                   FileSync sync, const ByteProgress& progress);
 
     S3Settings settings_;
     std::atomic<int> retries_{0};
