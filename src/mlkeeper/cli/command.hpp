@@ -104,6 +104,7 @@ Command calendar_command();
 Command schedule_command();
 Command agent_command();
 Command maintain_command();
+Command keygen_command();
 
 // Verifies archives and prints the results (shared by `verify` and
 // `backup --verify`); returns 0, or 2 when any archive is bad.
