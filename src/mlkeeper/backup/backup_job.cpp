@@ -8,6 +8,7 @@
 #include "mlkeeper/backup/catalog.hpp"
 #include "mlkeeper/backup/codec.hpp"
 #include "mlkeeper/backup/create.hpp"
+#include "mlkeeper/backup/encryption.hpp"
 #include "mlkeeper/backup/verify.hpp"
 #include "mlkeeper/core/error.hpp"
 #include "mlkeeper/util/file_lock.hpp"
@@ -252,7 +253,8 @@ BackupReport run_backup(const core::Config& cfg, const BackupRequest& req) {
             dest.string(), util::format_bytes(rep.estimated_bytes_out), util::format_bytes(avail)));
     }
 
-    auto archive = next_archive_path(dest, codec, now);
+    const auto encrypt = encryption_from_config(cfg);  // bad keys: exit 78 before any work
+    auto archive = next_archive_path(dest, codec, now, encrypt ? Encrypted::kYes : Encrypted::kNo);
     rep.archive = archive.filename().string();
     auto policy = policy_from_config(cfg);
     if (rep.dry_run) {
@@ -284,6 +286,7 @@ BackupReport run_backup(const core::Config& cfg, const BackupRequest& req) {
     opts.parent_archive = parent != nullptr ? parent->name : std::string();
     opts.progress = req.progress;
     opts.tool_version = req.tool_version;
+    opts.encrypt = encrypt ? &*encrypt : nullptr;
     CreateResult created;
     try {
         created = create_archive(opts, scan, archive, now);
@@ -301,7 +304,11 @@ BackupReport run_backup(const core::Config& cfg, const BackupRequest& req) {
     }
 
     if (verify) {
-        auto v = verify_archive(archive, util::ProgressMode::kNever);
+        // An encrypted archive is checked with the key it was just written with: the
+        // recipients' identities need not be on this machine.
+        crypto::DecryptWith own;
+        own.file_key = created.file_key ? &*created.file_key : nullptr;
+        auto v = verify_archive(archive, util::ProgressMode::kNever, &own);
         rep.verified = v.ok;
         if (!v.ok) {
             rep.verify_problem = v.problem;

@@ -12,7 +12,7 @@ namespace mlk::backup {
 namespace {
 
 const std::regex& archive_re() {
-    static const std::regex re(R"(^models_backup_(\d{8}_\d{6})(_\d+)?\.tar\.(zst|gz)$)");
+    static const std::regex re(R"(^models_backup_(\d{8}_\d{6})(_\d+)?\.tar\.(zst|gz)(\.age)?$)");
     return re;
 }
 

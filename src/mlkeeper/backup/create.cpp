@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "mlkeeper/backup/checksums.hpp"
+#include "mlkeeper/backup/encryption.hpp"
 #include "mlkeeper/backup/tar_writer.hpp"
 #include "mlkeeper/util/atomic_file.hpp"
 #include "mlkeeper/util/chunk_pipe.hpp"
@@ -26,8 +27,13 @@ namespace {
 // hashing and compressing the input. Memory: kOutChunks * kOutChunkSize.
 class ThreadedHashingFileSink final : public ByteSink {
   public:
-    explicit ThreadedHashingFileSink(util::AtomicFileWriter& file)
-        : file_(file), pipe_(kOutChunks, kOutChunkSize), thread_([this] { run(); }) {}
+    // With `encrypt`, the bytes are encrypted (age v1) on the writer thread, so encryption
+    // overlaps compression too; hash and size are then those of the encrypted file.
+    ThreadedHashingFileSink(util::AtomicFileWriter& file, const crypto::EncryptTo* encrypt)
+        : file_(file),
+          encrypt_(encrypt),
+          pipe_(kOutChunks, kOutChunkSize),
+          thread_([this] { run(); }) {}
     ~ThreadedHashingFileSink() override {
         if (thread_.joinable()) {
             pipe_.close();
@@ -74,31 +80,65 @@ class ThreadedHashingFileSink final : public ByteSink {
     }
     std::uint64_t bytes() const { return bytes_; }
     std::string finish_hex() { return sha_.finish_hex(); }
+    // The encrypted file's key (after finish()), to check it without the recipients' keys.
+    const std::optional<crypto::SecretBytes<crypto::kAgeFileKeySize>>& file_key() const {
+        return file_key_;
+    }
 
   private:
     // 1 MiB in flight is enough to keep the writer busy; more only adds RSS.
     static constexpr std::size_t kOutChunks = 4;
     static constexpr std::size_t kOutChunkSize = std::size_t{256} << 10;
 
+    void out(const void* data, std::size_t n) {
+        sha_.update(data, n);
+        file_.write(std::string_view(static_cast<const char*>(data), n));
+        bytes_ += n;
+    }
+
+    void fail() {
+        error_ = std::current_exception();
+        failed_.store(true, std::memory_order_relaxed);
+    }
+
     void run() {
+        std::optional<crypto::AgeEncryptor> age;
+        if (encrypt_ != nullptr) {
+            try {
+                age.emplace(*encrypt_, [this](const void* p, std::size_t n) { out(p, n); });
+            } catch (...) {
+                fail();
+            }
+        }
         // After an error the loop keeps draining, so the producer never
         // waits for a buffer that would not come back.
         while (auto c = pipe_.pop()) {
             if (!error_) {
                 try {
-                    sha_.update(c->data.get(), c->size);
-                    file_.write(std::string_view(c->data.get(), c->size));
-                    bytes_ += c->size;
+                    if (age) {
+                        age->write(c->data.get(), c->size);
+                    } else {
+                        out(c->data.get(), c->size);
+                    }
                 } catch (...) {
-                    error_ = std::current_exception();
-                    failed_.store(true, std::memory_order_relaxed);
+                    fail();
                 }
             }
             pipe_.release(std::move(*c));
         }
+        if (age && !error_) {
+            try {
+                age->finish();
+                file_key_ = age->file_key();
+            } catch (...) {
+                fail();
+            }
+        }
     }
 
     util::AtomicFileWriter& file_;
+    const crypto::EncryptTo* encrypt_;
+    std::optional<crypto::SecretBytes<crypto::kAgeFileKeySize>> file_key_;
     util::ChunkPipe pipe_;
     std::optional<util::Chunk> cur_;
     util::Sha256 sha_;
@@ -165,9 +205,11 @@ ScanResult scan_source(const std::filesystem::path& source, const Manifest* pare
 }
 
 std::filesystem::path next_archive_path(const std::filesystem::path& dest, Codec codec,
-                                        std::chrono::system_clock::time_point now) {
+                                        std::chrono::system_clock::time_point now,
+                                        Encrypted encrypted) {
     auto base = "models_backup_" + util::filename_timestamp(now);
-    auto ext = std::string(extension(codec));
+    auto ext = std::string(extension(codec)) +
+               (encrypted == Encrypted::kYes ? std::string(kEncryptedSuffix) : std::string());
     auto candidate = dest / (base + ext);
     for (int n = 2; std::filesystem::exists(candidate) ||
                     std::filesystem::exists(manifest_path_for(candidate));
@@ -197,8 +239,11 @@ CreateResult create_archive(const CreateOptions& opts, const ScanResult& scan,
         m.parent = opts.parent_archive;
     }
 
+    if (opts.encrypt != nullptr) {
+        m.encryption = describe(*opts.encrypt);
+    }
     util::AtomicFileWriter file(archive, 0640);
-    ThreadedHashingFileSink sink(file);
+    ThreadedHashingFileSink sink(file, opts.encrypt);
     auto compressor = make_compressor(opts.codec, opts.level, opts.threads, sink);
     TarWriter tar(*compressor);
     util::Progress progress(fmt::format("backup {}", m.archive), scan.bytes_to_read, opts.progress);
@@ -248,6 +293,7 @@ CreateResult create_archive(const CreateOptions& opts, const ScanResult& scan,
 
     m.archive_size = sink.bytes();
     m.archive_sha256 = sink.finish_hex();
+    result.file_key = sink.file_key();
     m.totals = compute_totals(m.entries);
     m.depends_on = compute_depends_on(m);
 

@@ -8,11 +8,13 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "mlkeeper/backup/codec.hpp"
 #include "mlkeeper/backup/manifest.hpp"
+#include "mlkeeper/crypto/age_stream.hpp"
 #include "mlkeeper/util/progress.hpp"
 #include "mlkeeper/util/walk.hpp"
 
@@ -48,6 +50,7 @@ struct CreateOptions {
     std::string parent_archive;
     util::ProgressMode progress = util::ProgressMode::kAuto;
     std::string tool_version;
+    const crypto::EncryptTo* encrypt = nullptr;  // set: an age-encrypted archive
 };
 
 struct CreateResult {
@@ -55,12 +58,18 @@ struct CreateResult {
     Manifest manifest;
     std::uint64_t bytes_read = 0;
     double seconds = 0;
+    // Encrypted archives: the file key, so the backup can verify what it wrote without the
+    // recipients' identities. Never stored.
+    std::optional<crypto::SecretBytes<crypto::kAgeFileKeySize>> file_key;
 };
+
+enum class Encrypted { kNo, kYes };
 
 // "models_backup_YYYYMMDD_HHMMSS" + extension; a "_N" suffix is added when
 // that name is taken (two backups within one second).
 std::filesystem::path next_archive_path(const std::filesystem::path& dest, Codec codec,
-                                        std::chrono::system_clock::time_point now);
+                                        std::chrono::system_clock::time_point now,
+                                        Encrypted encrypted = Encrypted::kNo);
 
 // Writes the archive at `archive` (atomically), then its manifest and the
 // checksums.txt line. On any failure nothing new is left in `dest`.

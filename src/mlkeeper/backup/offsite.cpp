@@ -27,7 +27,9 @@ using Clock = std::chrono::steady_clock;
 constexpr std::string_view kManifestSuffix = ".manifest.json";
 
 std::string content_type_for(std::string_view name) {
-    return name.ends_with(".zst") ? "application/zstd" : "application/gzip";
+    return name.ends_with(".age")   ? "application/octet-stream"
+           : name.ends_with(".zst") ? "application/zstd"
+                                    : "application/gzip";
 }
 
 // The archive's SHA-256 as recorded locally: manifest, else checksums.txt, else computed.

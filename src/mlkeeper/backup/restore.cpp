@@ -241,7 +241,7 @@ RestoreResult restore_archive(const RestoreOptions& o) {
     auto extract = [&](const fs::path& file, bool is_main) {
         const std::string name = file.filename().string();
         res.archives_read.push_back(name);
-        TarReader reader(file);
+        TarReader reader(file, o.keys);
         const auto* wanted_here = is_main ? nullptr : &from_older[name];
         while (archive_entry* e = reader.next()) {
             std::string path = strip_slash(archive_entry_pathname(e));

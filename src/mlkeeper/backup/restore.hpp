@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "mlkeeper/crypto/age_stream.hpp"
 #include "mlkeeper/util/progress.hpp"
 
 namespace mlk::backup {
@@ -25,6 +26,7 @@ struct RestoreOptions {
     Overwrite overwrite = Overwrite::kNo;
     ExternalLinks external_links = ExternalLinks::kRefuse;
     util::ProgressMode progress = util::ProgressMode::kNever;
+    const crypto::DecryptWith* keys = nullptr;  // for encrypted archives (".age")
 };
 
 struct RestoreResult {

@@ -1,5 +1,7 @@
 #include "mlkeeper/backup/tar_reader.hpp"
 
+#include "mlkeeper/backup/encryption.hpp"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -28,8 +30,15 @@ void TarReader::ArchiveFree::operator()(struct archive* a) const {
     archive_read_free(a);
 }
 
-TarReader::TarReader(const std::filesystem::path& archive)
+TarReader::TarReader(const std::filesystem::path& archive, const crypto::DecryptWith* keys)
     : path_(archive), raw_pipe_(kReadAheadChunks, kBufSize), pipe_(kReadAheadChunks, kBufSize) {
+    const bool encrypted = is_encrypted_name(archive.filename().string());
+    if (encrypted && (keys == nullptr || (keys->identities.empty() && !keys->passphrase &&
+                                          keys->file_key == nullptr))) {
+        throw NoKeyError(archive.filename().string() +
+                         " is encrypted and no key is configured (set [backup] identity_file or "
+                         "MLKEEPER_AGE_IDENTITY, or encrypt_passphrase_file)");
+    }
     fd_.fd = ::open(archive.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_.fd < 0) {
         throw std::system_error(errno, std::generic_category(), "cannot open " + archive.string());
@@ -37,8 +46,15 @@ TarReader::TarReader(const std::filesystem::path& archive)
     (void)::posix_fadvise(fd_.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     raw_reader_ = std::jthread([this] { read_raw(); });
     try {
-        decomp_ = std::make_unique<Decompressor>(
-            [this](void* buf, std::size_t cap) { return next_raw(buf, cap); });
+        if (encrypted) {
+            age_ = std::make_unique<crypto::AgeDecryptor>(
+                [this](void* buf, std::size_t cap) { return next_raw(buf, cap); }, *keys);
+            decomp_ = std::make_unique<Decompressor>(
+                [this](void* buf, std::size_t cap) { return age_->read(buf, cap); });
+        } else {
+            decomp_ = std::make_unique<Decompressor>(
+                [this](void* buf, std::size_t cap) { return next_raw(buf, cap); });
+        }
         read_ahead_ = std::jthread([this] { read_ahead(); });
         a_.reset(archive_read_new());
         archive_read_support_format_tar(a_.get());

@@ -13,10 +13,12 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
 #include "mlkeeper/backup/codec.hpp"
+#include "mlkeeper/crypto/age_stream.hpp"
 #include "mlkeeper/util/chunk_pipe.hpp"
 #include "mlkeeper/util/sha256.hpp"
 
@@ -25,11 +27,21 @@ struct archive_entry;
 
 namespace mlk::backup {
 
+// An encrypted archive and no identity or passphrase to open it.
+class NoKeyError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
 class TarReader {
   public:
     // Throws std::system_error when the file cannot be opened,
-    // std::runtime_error when it is not a zstd/gzip stream.
-    explicit TarReader(const std::filesystem::path& archive);
+    // std::runtime_error when it is not a zstd/gzip stream. An encrypted archive (".age") is
+    // decrypted with `keys`: without usable keys it throws NoKeyError, with wrong ones
+    // crypto::AgeError (kNoIdentityMatched, kBadPassphrase), and later reads throw AgeError for
+    // tampered or truncated data.
+    explicit TarReader(const std::filesystem::path& archive,
+                       const crypto::DecryptWith* keys = nullptr);
     ~TarReader();
     TarReader(const TarReader&) = delete;
     TarReader& operator=(const TarReader&) = delete;
@@ -76,6 +88,7 @@ class TarReader {
     std::filesystem::path path_;
     util::Sha256 raw_sha_;
     std::uint64_t raw_bytes_ = 0;
+    std::unique_ptr<crypto::AgeDecryptor> age_;  // encrypted archives only
     std::unique_ptr<Decompressor> decomp_;
     util::ChunkPipe raw_pipe_;                // file bytes, read and hashed by raw_reader_
     std::optional<util::Chunk> raw_current_;  // the chunk the decompressor is reading

@@ -102,7 +102,8 @@ std::string check_entries(TarReader& reader, const Manifest& m, VerifyResult& r,
 
 }  // namespace
 
-VerifyResult verify_archive(const std::filesystem::path& archive, util::ProgressMode mode) {
+VerifyResult verify_archive(const std::filesystem::path& archive, util::ProgressMode mode,
+                            const crypto::DecryptWith* keys) {
     auto started = std::chrono::steady_clock::now();
     VerifyResult r;
     auto done = [&](std::string problem) {
@@ -142,7 +143,30 @@ VerifyResult verify_archive(const std::filesystem::path& archive, util::Progress
     std::string problem;
     std::string current;
     try {
-        TarReader reader(archive);
+        std::optional<TarReader> opened;
+        try {
+            opened.emplace(archive, keys);
+        } catch (const NoKeyError&) {
+            // Without the key only the outer checksum can be checked.
+            r.level = VerifyLevel::kChecksumOnly;
+            r.archive_sha256 = util::sha256_file_hex(archive);
+            r.archive_bytes = std::filesystem::file_size(archive);
+            progress.finish();
+            auto expected = manifest ? std::optional(manifest->archive_sha256) : listed;
+            if (!expected) {
+                return done(
+                    fmt::format("{} is encrypted, has no manifest or checksum line, and "
+                                "no key is configured: nothing could be checked",
+                                name));
+            }
+            if (r.archive_sha256 != *expected) {
+                return done(fmt::format("{} is corrupt: SHA-256 {} but {} says {}", name,
+                                        r.archive_sha256,
+                                        manifest ? "the manifest" : "checksums.txt", *expected));
+            }
+            return done("");
+        }
+        TarReader& reader = *opened;
         if (manifest) {
             problem = check_entries(reader, *manifest, r, progress, current);
         } else {

@@ -10,11 +10,13 @@
 #include <filesystem>
 #include <string>
 
+#include "mlkeeper/crypto/age_stream.hpp"
 #include "mlkeeper/util/progress.hpp"
 
 namespace mlk::backup {
 
-enum class VerifyLevel { kFull, kIntegrityOnly };
+// kChecksumOnly: an encrypted archive verified without its key: the file's SHA-256 only.
+enum class VerifyLevel { kFull, kIntegrityOnly, kChecksumOnly };
 
 struct VerifyResult {
     bool ok = false;
@@ -28,7 +30,8 @@ struct VerifyResult {
 };
 
 VerifyResult verify_archive(const std::filesystem::path& archive,
-                            util::ProgressMode progress = util::ProgressMode::kNever);
+                            util::ProgressMode progress = util::ProgressMode::kNever,
+                            const crypto::DecryptWith* keys = nullptr);
 
 // After a passed verification: records verified_at in the manifest.
 void mark_verified(const std::filesystem::path& archive);

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <optional>
 
+#include "mlkeeper/backup/encryption.hpp"
 #include "mlkeeper/backup/offsite.hpp"
 #include "mlkeeper/backup/restore.hpp"
 #include "mlkeeper/cli/command.hpp"
@@ -68,6 +69,8 @@ Examples:
                 opts.external_links =
                     o->external ? backup::ExternalLinks::kAllow : backup::ExternalLinks::kRefuse;
                 opts.progress = o->json ? util::ProgressMode::kNever : util::ProgressMode::kAuto;
+                const crypto::DecryptWith keys = backup::decryption_from_config(ctx.config());
+                opts.keys = &keys;
                 backup::RestoreResult r;
                 std::optional<DownloadDir> scratch;
                 nlohmann::json downloaded = nullptr;

@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "mlkeeper/backup/encryption.hpp"
 #include "mlkeeper/backup/offsite.hpp"
 #include "mlkeeper/backup/verify.hpp"
 #include "mlkeeper/cli/command.hpp"
@@ -12,9 +13,26 @@
 
 namespace mlk::cli {
 
+namespace {
+
+const char* level_name(backup::VerifyLevel level) {
+    switch (level) {
+        case backup::VerifyLevel::kFull:
+            return "full";
+        case backup::VerifyLevel::kIntegrityOnly:
+            return "integrity";
+        case backup::VerifyLevel::kChecksumOnly:
+            return "checksum";
+    }
+    return "?";
+}
+
+}  // namespace
+
 int run_verify(const std::vector<std::string>& archives, bool json, Context& ctx) {
     int code = 0;
     nlohmann::json results = nlohmann::json::array();
+    const crypto::DecryptWith keys = backup::decryption_from_config(ctx.config());
     for (const auto& a : archives) {
         const auto progress = json ? util::ProgressMode::kNever : util::ProgressMode::kAuto;
         const auto loc = storage::s3::parse_s3_url(a);
@@ -27,7 +45,7 @@ int run_verify(const std::vector<std::string>& archives, bool json, Context& ctx
             try {
                 auto fetched = backup::fetch_from_s3(s3, loc->key, scratch.path(), progress,
                                                      /*with_chain=*/false);
-                r = backup::verify_archive(fetched.archive, progress);
+                r = backup::verify_archive(fetched.archive, progress, &keys);
             } catch (const Error& e) {
                 if (e.code() != ExitCode::kCritical) {
                     throw;
@@ -41,11 +59,11 @@ int run_verify(const std::vector<std::string>& archives, bool json, Context& ctx
         } else if (a.starts_with("s3://")) {
             throw UsageError("verify: \"" + a + "\" is not s3://BUCKET/KEY of an archive");
         } else {
-            r = backup::verify_archive(a, progress);
+            r = backup::verify_archive(a, progress, &keys);
         }
         results.push_back({{"archive", a},
                            {"ok", r.ok},
-                           {"level", r.level == backup::VerifyLevel::kFull ? "full" : "integrity"},
+                           {"level", level_name(r.level)},
                            {"problem", r.problem},
                            {"entries", r.entries},
                            {"bytes", r.bytes},
@@ -63,8 +81,10 @@ int run_verify(const std::vector<std::string>& archives, bool json, Context& ctx
             std::string line = fmt::format(
                 "ok: {}: {} entries, {} checked in {:.1f}s{}", a, r.entries,
                 util::format_bytes(r.bytes), r.seconds,
-                r.level == backup::VerifyLevel::kFull
-                    ? ""
+                r.level == backup::VerifyLevel::kFull ? ""
+                : r.level == backup::VerifyLevel::kChecksumOnly
+                    ? " (encrypted and no key configured: only the file's SHA-256 was checked; "
+                      "set [backup] identity_file to check every file)"
                     : " (no manifest: archive integrity only, file hashes not checked)");
             if (!json) {
                 std::cout << line << "\n";

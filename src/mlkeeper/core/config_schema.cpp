@@ -158,6 +158,17 @@ constexpr std::array kKeys = {
             DurationUnit::kSeconds,
             Sensitivity::kPlain,
             "Also keep the newest backup of each of the last N months"},
+    // Encryption (age v1): public keys here; the identity only where restores happen.
+    KeySpec{"backup", "encrypt_to", kStringList, "", "BACKUP_ENCRYPT_TO", 0, 0, {},
+            DurationUnit::kSeconds, Sensitivity::kPlain,
+            "Encrypt archives to these age recipients (\"age1...\" public keys)"},
+    KeySpec{"backup", "encrypt_passphrase_file", kPath, "", "BACKUP_ENCRYPT_PASSPHRASE_FILE", 0,
+            0, {}, DurationUnit::kSeconds, Sensitivity::kPlain,
+            "Encrypt archives with the passphrase in this file (first line; mode 0600)"},
+    KeySpec{"backup", "identity_file", kPath, "", "MLKEEPER_AGE_IDENTITY", 0, 0, {},
+            DurationUnit::kSeconds, Sensitivity::kPlain,
+            "age identity file (mlkeeper keygen) that verify and restore decrypt with"},
+
     // [backup.s3] — the off-site copy (design-answers Q2; the seeds' --s3-sync)
     KeySpec{"backup.s3",
             "bucket",
