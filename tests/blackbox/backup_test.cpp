@@ -16,6 +16,7 @@
 
 #include "mlkeeper/util/file_lock.hpp"
 #include "support/mlkeeper_runner.hpp"
+#include "support/shell.hpp"
 #include "support/tree.hpp"
 
 namespace mlk {
@@ -59,12 +60,6 @@ class BackupTest : public ::testing::Test {
         return names;
     }
 
-    util::RunResult sh(const std::string& script) const {
-        util::RunOptions o;
-        o.timeout = std::chrono::seconds(60);
-        return util::run_process({"/bin/sh", "-c", script}, o);
-    }
-
     MlkeeperRunner m_;
     fs::path source_;
     fs::path dest_;
@@ -80,12 +75,13 @@ TEST_F(BackupTest, ArchiveManifestAndChecksumsWorkWithGnuTools) {
     EXPECT_EQ(j["exit_code"], 0);
     EXPECT_TRUE(fs::exists(dest_ / (name + ".manifest.json")));
 
-    auto sums = sh("cd '" + dest_.string() + "' && sha256sum -c checksums.txt");
+    auto sums = testing::run_shell("cd '" + dest_.string() + "' && sha256sum -c checksums.txt");
     EXPECT_EQ(sums.exit_code, 0) << sums.out << sums.err;
 
     auto out = m_.dir() / "gnu";
     fs::create_directories(out);
-    auto tar = sh("tar --zstd -xf '" + (dest_ / name).string() + "' -C '" + out.string() + "'");
+    auto tar = testing::run_shell("tar --zstd -xf '" + (dest_ / name).string() + "' -C '" +
+                                  out.string() + "'");
     ASSERT_EQ(tar.exit_code, 0) << tar.err;
     EXPECT_EQ(testing::snapshot(out / "models"), testing::snapshot(source_));
     // The sparse file stays sparse when GNU tar extracts it.
@@ -98,11 +94,13 @@ TEST_F(BackupTest, GzipArchivesAreStandardGzip) {
     auto j = backup_ok({"--compression", "gzip", "--level", "9"});
     std::string name = j["archive"];
     EXPECT_TRUE(name.ends_with(".tar.gz"));
-    EXPECT_EQ(sh("gzip -t '" + (dest_ / name).string() + "'").exit_code, 0);
+    EXPECT_EQ(testing::run_shell("gzip -t '" + (dest_ / name).string() + "'").exit_code, 0);
     auto out = m_.dir() / "gnu";
     fs::create_directories(out);
-    ASSERT_EQ(sh("tar -xzf '" + (dest_ / name).string() + "' -C '" + out.string() + "'").exit_code,
-              0);
+    ASSERT_EQ(
+        testing::run_shell("tar -xzf '" + (dest_ / name).string() + "' -C '" + out.string() + "'")
+            .exit_code,
+        0);
     EXPECT_EQ(testing::snapshot(out / "models"), testing::snapshot(source_));
 }
 
@@ -225,7 +223,7 @@ TEST_F(BackupTest, KillDashNineLeavesNoBrokenArchiveAndTheNextRunTidiesUp) {
     for (const auto& f : dest_files()) {
         EXPECT_EQ(f.find(".tmp."), std::string::npos) << "stale temp file left: " << f;
     }
-    auto sums = sh("cd '" + dest_.string() + "' && sha256sum -c checksums.txt");
+    auto sums = testing::run_shell("cd '" + dest_.string() + "' && sha256sum -c checksums.txt");
     EXPECT_EQ(sums.exit_code, 0) << sums.out;
 }
 
@@ -295,7 +293,7 @@ TEST_F(BackupTest, RetentionNeverDeletesTheNewestVerifiedBackups) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     auto list = nlohmann::json::parse(m_.run({"backups", "list", "--json"}).out);
     EXPECT_EQ(list.size(), 3u);
-    auto sums = sh("cd '" + dest_.string() + "' && sha256sum -c checksums.txt");
+    auto sums = testing::run_shell("cd '" + dest_.string() + "' && sha256sum -c checksums.txt");
     EXPECT_EQ(sums.exit_code, 0) << sums.out;
     EXPECT_EQ(std::count(sums.out.begin(), sums.out.end(), '\n'), 3);
 }
@@ -406,8 +404,10 @@ make(d + "/hardlink.tar.gz", [link("models/pw", "../../etc/passwd", tarfile.LNKT
 make(d + "/relup.tar.gz", [link("models/up", "../../../", tarfile.SYMTYPE)])
 )";
     std::ofstream(evil / "make.py") << script;
-    ASSERT_EQ(sh("python3 '" + (evil / "make.py").string() + "' '" + evil.string() + "'").exit_code,
-              0);
+    ASSERT_EQ(
+        testing::run_shell("python3 '" + (evil / "make.py").string() + "' '" + evil.string() + "'")
+            .exit_code,
+        0);
     for (const char* a : {"dotdot", "absolute", "symlink", "through", "hardlink", "relup"}) {
         auto to = m_.dir() / (std::string("out-") + a);
         auto r = m_.run(

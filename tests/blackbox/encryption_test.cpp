@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/mlkeeper_runner.hpp"
+#include "support/shell.hpp"
 #include "support/tree.hpp"
 
 namespace mlk {
@@ -41,12 +42,6 @@ class EncryptionTest : public ::testing::Test {
         return nlohmann::json::parse(r.out)["archive"];
     }
 
-    util::RunResult sh(const std::string& script) const {
-        util::RunOptions o;
-        o.timeout = std::chrono::seconds(60);
-        return util::run_process({"/bin/sh", "-c", script}, o);
-    }
-
     static bool have_age() { return fs::exists("/usr/bin/age"); }
 
     MlkeeperRunner m_;
@@ -58,7 +53,9 @@ TEST_F(EncryptionTest, TheAgeToolDecryptsItAndRestoreNeedsTheKey) {
     const std::string name = backup_ok();
     EXPECT_TRUE(name.ends_with(".tar.zst.age")) << name;
     // sha256sum -c works on the encrypted file without any key.
-    EXPECT_EQ(sh("cd '" + dest_.string() + "' && sha256sum -c checksums.txt").exit_code, 0);
+    EXPECT_EQ(
+        testing::run_shell("cd '" + dest_.string() + "' && sha256sum -c checksums.txt").exit_code,
+        0);
     std::ifstream mf(dest_ / (name + ".manifest.json"));
     auto manifest = nlohmann::json::parse(mf);
     EXPECT_EQ(manifest["encryption"]["recipients"][0], recipient_);
@@ -67,8 +64,9 @@ TEST_F(EncryptionTest, TheAgeToolDecryptsItAndRestoreNeedsTheKey) {
     if (have_age()) {
         const fs::path out = m_.dir() / "by-age";
         fs::create_directories(out);
-        auto r = sh("age -d -i '" + key_.string() + "' '" + (dest_ / name).string() +
-                    "' | tar --zstd -x -C '" + out.string() + "'");
+        auto r =
+            testing::run_shell("age -d -i '" + key_.string() + "' '" + (dest_ / name).string() +
+                               "' | tar --zstd -x -C '" + out.string() + "'");
         ASSERT_EQ(r.exit_code, 0) << r.err;
         EXPECT_EQ(testing::snapshot(out / "models"), testing::snapshot(source_));
     }
@@ -156,10 +154,11 @@ TEST_F(EncryptionTest, AFileEncryptedByTheAgeToolIsRestored) {
     const std::string name = nlohmann::json::parse(plain.out)["archive"];
     const fs::path other = m_.dir() / "from-age";
     fs::create_directories(other);
-    ASSERT_EQ(sh("age -r " + recipient_ + " -o '" + (other / (name + ".age")).string() + "' '" +
-                 (dest_ / name).string() + "'")
-                  .exit_code,
-              0);
+    ASSERT_EQ(
+        testing::run_shell("age -r " + recipient_ + " -o '" + (other / (name + ".age")).string() +
+                           "' '" + (dest_ / name).string() + "'")
+            .exit_code,
+        0);
     auto r =
         m_.run({"restore", (other / (name + ".age")).string(), "--to", (m_.dir() / "r").string()},
                {{"MLKEEPER_AGE_IDENTITY", key_.string()}});

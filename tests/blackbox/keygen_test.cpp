@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/mlkeeper_runner.hpp"
+#include "support/shell.hpp"
 
 namespace mlk {
 namespace {
@@ -18,11 +19,7 @@ using testing::MlkeeperRunner;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-util::RunResult sh(const std::string& script) {
-    util::RunOptions o;
-    o.timeout = std::chrono::seconds(30);
-    return util::run_process({"/bin/sh", "-c", script}, o);
-}
+using testing::run_shell;
 
 TEST(Keygen, WritesAnIdentityTheAgeToolsReadAndNeverOverwritesIt) {
     MlkeeperRunner m;
@@ -55,9 +52,9 @@ TEST(Keygen, WritesAnIdentityTheAgeToolsReadAndNeverOverwritesIt) {
     if (!fs::exists("/usr/bin/age") || !fs::exists("/usr/bin/age-keygen")) {
         GTEST_SKIP() << "the age tools are not installed";
     }
-    EXPECT_EQ(sh("age-keygen -y '" + key.string() + "'").out, recipient + "\n");
-    auto trip =
-        sh("echo secret-payload | age -r " + recipient + " | age -d -i '" + key.string() + "'");
+    EXPECT_EQ(run_shell("age-keygen -y '" + key.string() + "'").out, recipient + "\n");
+    auto trip = run_shell("echo secret-payload | age -r " + recipient + " | age -d -i '" +
+                          key.string() + "'");
     EXPECT_EQ(trip.exit_code, 0) << trip.err;
     EXPECT_EQ(trip.out, "secret-payload\n");
 }

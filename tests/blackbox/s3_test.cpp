@@ -16,6 +16,7 @@
 #include "support/mlkeeper_runner.hpp"
 #include "support/s3_server.hpp"
 #include "support/servers.hpp"
+#include "support/shell.hpp"
 #include "support/tree.hpp"
 
 namespace mlk {
@@ -79,19 +80,14 @@ class S3Test : public ::testing::Test {
         return n;
     }
 
-    util::RunResult sh(const std::string& script) const {
-        util::RunOptions o;
-        o.timeout = std::chrono::seconds(120);
-        return util::run_process({"/bin/sh", "-c", script}, o);
-    }
-
     // The aws CLI against the gate, as an independent client.
     util::RunResult aws(const std::string& args) const {
         const std::string cli = fs::exists("/usr/bin/aws") ? "/usr/bin/aws" : "aws";
-        return sh(
+        return testing::run_shell(
             "AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_DEFAULT_REGION=us-east-1 "
             "AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null " +
-            cli + " --endpoint-url " + s3_->endpoint() + " " + args + " 2>&1");
+                cli + " --endpoint-url " + s3_->endpoint() + " " + args + " 2>&1",
+            std::chrono::seconds(120));
     }
 
     std::optional<S3Server> s3_;
@@ -196,7 +192,7 @@ TEST_F(S3Test, TheAwsCliReadsWhatWeUploaded) {
                   .exit_code,
               0);
     EXPECT_EQ(util::sha256_file_hex(got / name), util::sha256_file_hex(dest_ / name));
-    auto check = sh("cd '" + got.string() + "' && sha256sum -c checksums.txt");
+    auto check = testing::run_shell("cd '" + got.string() + "' && sha256sum -c checksums.txt");
     EXPECT_EQ(check.exit_code, 0) << check.out;
     auto manifest = aws("s3 cp s3://" + std::string(kBucket) + "/" + key + ".manifest.json -");
     ASSERT_EQ(manifest.exit_code, 0) << manifest.out;

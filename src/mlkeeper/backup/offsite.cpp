@@ -141,23 +141,16 @@ std::string SyncReport::summary_line() const {
         already_remote.size(), deleted.size());
 }
 
-SyncReport prune_remote(S3Client& s3, const fs::path& dest, const SyncOptions& opts) {
+namespace {
+
+// Remote retention over a listing the caller already has (`remote`: complete archives only;
+// `local`: names present in `dest`).
+SyncReport prune_listed(S3Client& s3, const fs::path& dest, std::vector<RemoteArchive> remote,
+                        const std::set<std::string>& local, const SyncOptions& opts) {
+    std::error_code ec;
     SyncReport rep;
     rep.dry_run = opts.dry_run == DryRun::kYes;
     rep.remote = storage::s3::s3_url(s3.settings().bucket, s3.settings().prefix);
-    std::set<std::string> local;
-    std::error_code ec;
-    if (fs::is_directory(dest, ec)) {
-        for (const auto& c : list_archives(dest)) {
-            local.insert(c.name);
-        }
-    }
-    std::vector<RemoteArchive> remote;
-    for (auto& r : list_remote(s3)) {
-        if (r.complete) {
-            remote.push_back(std::move(r));
-        }
-    }
     std::vector<ArchiveInfo> infos;
     std::optional<std::size_t> newest_verified;
     for (const auto& r : remote) {
@@ -206,6 +199,25 @@ SyncReport prune_remote(S3Client& s3, const fs::path& dest, const SyncOptions& o
         }
     }
     return rep;
+}
+
+}  // namespace
+
+SyncReport prune_remote(S3Client& s3, const fs::path& dest, const SyncOptions& opts) {
+    std::set<std::string> local;
+    std::error_code ec;
+    if (fs::is_directory(dest, ec)) {
+        for (const auto& c : list_archives(dest)) {
+            local.insert(c.name);
+        }
+    }
+    std::vector<RemoteArchive> remote;
+    for (auto& r : list_remote(s3)) {
+        if (r.complete) {
+            remote.push_back(std::move(r));
+        }
+    }
+    return prune_listed(s3, dest, std::move(remote), local, opts);
 }
 
 SyncReport sync_to_s3(S3Client& s3, const fs::path& dest, const SyncOptions& opts) {
@@ -261,7 +273,27 @@ SyncReport sync_to_s3(S3Client& s3, const fs::path& dest, const SyncOptions& opt
             }
         }
     }
-    auto pruned = prune_remote(s3, dest, opts);
+    // Retention over the listing as it is now: what was complete before plus what was just
+    // uploaded (a dry run plans as if the uploads had happened). No second LIST.
+    std::vector<RemoteArchive> now;
+    for (const auto& r : remote) {
+        if (r.complete) {
+            now.push_back(r);
+        }
+    }
+    for (const auto& c : catalog) {
+        if (std::find(rep.uploaded.begin(), rep.uploaded.end(), c.name) != rep.uploaded.end()) {
+            RemoteArchive a;
+            a.name = c.name;
+            a.key = s3.settings().prefix + c.name;
+            a.size = c.size;
+            a.created = archive_name_time(c.name).value_or(c.created);
+            a.has_manifest = c.manifest.has_value();
+            a.complete = true;
+            now.push_back(std::move(a));
+        }
+    }
+    auto pruned = prune_listed(s3, dest, std::move(now), local, opts);
     rep.retention = std::move(pruned.retention);
     rep.deleted = std::move(pruned.deleted);
     rep.retries = s3.retries() - retries_before;
@@ -291,19 +323,18 @@ FetchResult fetch_from_s3(S3Client& s3, const std::string& key, const fs::path& 
         const std::string k = key_dir + name;
         const std::string url = storage::s3::s3_url(s3.settings().bucket, k);
         std::optional<Manifest> manifest;
-        if (s3.head(k + std::string(kManifestSuffix))) {
-            const std::string text = s3.get_bytes(k + std::string(kManifestSuffix));
+        if (auto text = s3.get_bytes_if_exists(k + std::string(kManifestSuffix))) {
             try {
-                manifest = parse_manifest_header(text);
+                manifest = parse_manifest_header(*text);
             } catch (const std::exception& e) {
                 throw Error(ExitCode::kCritical,
                             fmt::format("{}{}: {}", url, kManifestSuffix, e.what()));
             }
-            util::write_file_atomic(dir / (name + std::string(kManifestSuffix)), text);
+            util::write_file_atomic(dir / (name + std::string(kManifestSuffix)), *text);
         }
         std::string expected;
-        if (s3.head(k + std::string(kRemoteChecksumSuffix))) {
-            expected = hash_of_line(s3.get_bytes(k + std::string(kRemoteChecksumSuffix)));
+        if (auto line = s3.get_bytes_if_exists(k + std::string(kRemoteChecksumSuffix))) {
+            expected = hash_of_line(*line);
         }
         if (manifest && !manifest->archive_sha256.empty()) {
             if (!expected.empty() && expected != manifest->archive_sha256) {
@@ -313,7 +344,8 @@ FetchResult fetch_from_s3(S3Client& s3, const std::string& key, const fs::path& 
             }
             expected = manifest->archive_sha256;
         }
-        if (expected.empty() && !s3.head(k)) {
+        const auto size = s3.head(k);
+        if (!size) {
             throw storage::s3::S3Error(fmt::format("{}: no such backup", url), 404, "NoSuchKey");
         }
         if (expected.empty()) {
@@ -323,11 +355,10 @@ FetchResult fetch_from_s3(S3Client& s3, const std::string& key, const fs::path& 
                                     url, kRemoteChecksumSuffix));
         }
         const fs::path file = dir / name;
-        auto size = s3.head(k);
-        util::Progress bar("download " + name, size.value_or(0), progress);
+        util::Progress bar("download " + name, *size, progress);
         storage::s3::ByteProgress on_bytes = [&](std::uint64_t n) { bar.advance(n); };
         // A scratch copy (removed when the command ends): no fsync.
-        auto st = s3.download_file(k, file, S3Client::FileSync::kNo, on_bytes);
+        auto st = s3.download_file(k, file, S3Client::FileSync::kNo, on_bytes, size);
         bar.finish();
         const std::string& got = st.sha256;
         if (got != expected) {

@@ -14,6 +14,8 @@
 #include <gtest/gtest.h>
 
 #include "mlkeeper/crypto/bech32.hpp"
+#include "support/shell.hpp"
+#include "support/temp_dir.hpp"
 
 namespace mlk::crypto {
 namespace {
@@ -206,37 +208,11 @@ TEST(AgeKeys, IdentityFileErrorsNameTheLine) {
 // ---- interop with age-keygen / age (skipped when the CLI is missing) ----
 
 int shell(const std::string& cmd) {
-    const int rc = std::system(cmd.c_str());
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return testing::run_shell(cmd).exit_code;
 }
 
-std::string slurp(const fs::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-class TempDir {
-  public:
-    TempDir() {
-        std::string tmpl = ::testing::TempDir() + "age_keys_test.XXXXXX";
-        if (mkdtemp(tmpl.data()) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const fs::path& path() const { return path_; }
-
-  private:
-    fs::path path_;
-};
+using testing::slurp;
+using testing::TempDir;
 
 bool have_age() {
     return fs::exists("/usr/bin/age") && fs::exists("/usr/bin/age-keygen");

@@ -1,4 +1,6 @@
 #include "mlkeeper/crypto/age_stream.hpp"
+#include "support/shell.hpp"
+#include "support/temp_dir.hpp"
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -836,16 +838,10 @@ TEST(AgeStreamTestkit, StreamFraming) {
 // ---- interop with the age CLI (skipped when it is not installed) ----
 
 int shell(const std::string& cmd) {
-    const int rc = std::system(cmd.c_str());
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return testing::run_shell(cmd).exit_code;
 }
 
-std::string slurp(const fs::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using testing::slurp;
 
 void spit(const fs::path& p, const std::string& data) {
     std::ofstream f(p, std::ios::binary);
@@ -858,15 +854,7 @@ class AgeInterop : public ::testing::Test {
         if (!fs::exists("/usr/bin/age") || !fs::exists("/usr/bin/age-keygen")) {
             GTEST_SKIP() << "age CLI not installed";
         }
-        std::string tmpl = ::testing::TempDir() + "age_stream_test.XXXXXX";
-        ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-        dir_ = tmpl;
-    }
-    void TearDown() override {
-        if (!dir_.empty()) {
-            std::error_code ec;
-            fs::remove_all(dir_, ec);
-        }
+        dir_ = tmp_.path();
     }
     std::string p(const std::string& name) const { return "'" + (dir_ / name).string() + "'"; }
     fs::path path(const std::string& name) const { return dir_ / name; }
@@ -879,6 +867,7 @@ class AgeInterop : public ::testing::Test {
         return ids.at(0);
     }
 
+    testing::TempDir tmp_;
     fs::path dir_;
 };
 

@@ -491,10 +491,23 @@ std::string S3Client::get_bytes(const std::string& key) {
     return r.run(*this).body;
 }
 
+std::optional<std::string> S3Client::get_bytes_if_exists(const std::string& key) {
+    Request r;
+    r.method = "GET";
+    r.key = key;
+    r.ok = {200, 404};
+    auto resp = r.run(*this);
+    if (resp.status == 404) {
+        return std::nullopt;
+    }
+    return std::move(resp.body);
+}
+
 TransferStats S3Client::download_file(const std::string& key, const std::filesystem::path& file,
-                                      FileSync sync, const ByteProgress& progress) {
+                                      FileSync sync, const ByteProgress& progress,
+                                      std::optional<std::uint64_t> size) {
     try {
-        return download_file_to(key, file, sync, progress);
+        return download_file_to(key, file, sync, progress, size);
     } catch (const std::system_error& e) {
         throw Error(fmt::format("S3 GET {}: cannot write {}: {}", s3_url(settings_.bucket, key),
                                 file.string(), e.code().message()));
@@ -520,10 +533,13 @@ void hash_range(int fd, std::uint64_t from, std::uint64_t to, util::Sha256& sha,
 }  // namespace
 
 TransferStats S3Client::download_file_to(const std::string& key, const std::filesystem::path& file,
-                                         FileSync sync, const ByteProgress& progress) {
+                                         FileSync sync, const ByteProgress& progress,
+                                         std::optional<std::uint64_t> size) {
     const auto start = Clock::now();
     const int retries_before = retries_.load();
-    const auto size = head(key);
+    if (!size) {
+        size = head(key);
+    }
     if (!size) {
         throw S3Error(fmt::format("S3 GET {}: no such object", s3_url(settings_.bucket, key)), 404,
                       "NoSuchKey");

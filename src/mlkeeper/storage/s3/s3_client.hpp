@@ -66,9 +66,13 @@ class S3Client {
     // for scratch copies that are deleted when the command ends. Throws S3Error with code
     // "NoSuchKey" for a missing object, mlk::Error naming the file when it cannot be written.
     enum class FileSync { kYes, kNo };
+    // `size`, when the caller already knows it (a HEAD or a listing), saves a HEAD.
     TransferStats download_file(const std::string& key, const std::filesystem::path& file,
-                                FileSync sync, const ByteProgress& progress = {});
+                                FileSync sync, const ByteProgress& progress = {},
+                                std::optional<std::uint64_t> size = std::nullopt);
     std::string get_bytes(const std::string& key);
+    // A small object, or nullopt when it does not exist (one GET, no HEAD first).
+    std::optional<std::string> get_bytes_if_exists(const std::string& key);
 
     // Size of the object, or nullopt when it does not exist.
     std::optional<std::uint64_t> head(const std::string& key);
@@ -84,7 +88,8 @@ class S3Client {
     int upload_parts(const std::string& key, int fd, std::uint64_t size,
                      const std::string& content_type, const ByteProgress& progress);
     TransferStats download_file_to(const std::string& key, const std::filesystem::path& file,
-                                   FileSync sync, const ByteProgress& progress);
+                                   FileSync sync, const ByteProgress& progress,
+                                   std::optional<std::uint64_t> size);
 
     S3Settings settings_;
     std::atomic<int> retries_{0};
