@@ -227,6 +227,43 @@ TEST_F(BackupTest, KillDashNineLeavesNoBrokenArchiveAndTheNextRunTidiesUp) {
     EXPECT_EQ(sums.exit_code, 0) << sums.out;
 }
 
+TEST_F(BackupTest, KillDashNineMidRestoreLeavesEachFileOldOrNew) {
+    testing::write_random_file(source_ / "big" / "weights.bin", 60 << 20, 8);
+    std::string name = backup_ok({"--level", "1"})["archive"];
+    const auto to = m_.dir() / "restore";
+    ASSERT_EQ(m_.run({"restore", (dest_ / name).string(), "--to", to.string()}).exit_code, 0);
+    std::ofstream(to / "models" / "run.sh") << "local change";
+    fs::remove(to / "models" / "big" / "weights.bin");
+    const auto old_state = testing::snapshot(to / "models");
+    const auto new_state = testing::snapshot(source_);
+    std::mt19937 rng(8);
+    for (int round = 0; round < 4; ++round) {
+        auto child = util::Subprocess::start(
+            {MLK_BINARY, "restore", (dest_ / name).string(), "--to", to.string(), "--overwrite"});
+        std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 300));
+        ::kill(child.pid(), SIGKILL);
+        child.wait_for(std::chrono::seconds(10));
+        // Renames are atomic per path: whatever moment the kill hit, every file is wholly the
+        // old one or wholly the restored one, never a half-written copy.
+        for (const auto& [path, desc] : testing::snapshot(to / "models")) {
+            if (desc.starts_with("dir ")) {
+                continue;
+            }
+            auto o = old_state.find(path);
+            auto n = new_state.find(path);
+            EXPECT_TRUE((o != old_state.end() && o->second == desc) ||
+                        (n != new_state.end() && n->second == desc))
+                << "round " << round << ": " << path << " is " << desc;
+        }
+    }
+    auto r = m_.run({"restore", (dest_ / name).string(), "--to", to.string(), "--overwrite"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(testing::snapshot(to / "models"), new_state);
+    for (const auto& e : fs::directory_iterator(to)) {
+        EXPECT_EQ(e.path().filename(), "models") << "a killed restore's staging was removed";
+    }
+}
+
 TEST_F(BackupTest, IncrementalStoresOnlyChangesAndRestoresTheWholeTree) {
     auto full = backup_ok();
     std::ofstream(source_ / "resnet50" / "config.json") << R"({"layers": 101})";

@@ -99,11 +99,18 @@ TEST_F(EncryptionTest, TheAgeToolDecryptsItAndRestoreNeedsTheKey) {
     EXPECT_EQ(testing::snapshot(to / "models"), testing::snapshot(source_));
 }
 
-TEST_F(EncryptionTest, TamperingAnywhereIsDetected) {
+TEST_F(EncryptionTest, TamperingAnywhereIsDetectedAndRestoresNothing) {
     const std::string name = backup_ok();
     const fs::path archive = dest_ / name;
     const auto size = fs::file_size(archive);
     const std::map<std::string, std::string> with_key{{"MLKEEPER_AGE_IDENTITY", key_.string()}};
+    // A target holding an earlier restore with one local change: a failed restore, even with
+    // --overwrite, must leave it exactly as it was.
+    const fs::path to = m_.dir() / "target";
+    ASSERT_EQ(m_.run({"restore", archive.string(), "--to", to.string()}, with_key).exit_code, 0);
+    std::ofstream(to / "models" / "run.sh") << "local change";
+    fs::remove(to / "models" / "big" / "weights.bin");
+    const auto before = testing::snapshot(to);
     for (std::uint64_t at : {std::uint64_t{40}, size / 2, size - 5}) {
         const fs::path copy = m_.dir() / "tampered" / name;
         fs::create_directories(copy.parent_path());
@@ -117,6 +124,15 @@ TEST_F(EncryptionTest, TamperingAnywhereIsDetected) {
         }
         auto v = m_.run({"verify", copy.string()}, with_key);
         EXPECT_EQ(v.exit_code, 2) << "flip at " << at << ": " << v.out;
+        // Without the manifest beside it, the outer checksum cannot catch the flip first:
+        // only decryption does, after earlier files were already extracted.
+        auto r = m_.run({"restore", copy.string(), "--to", to.string(), "--overwrite"}, with_key);
+        EXPECT_EQ(r.exit_code, 2) << "flip at " << at << ": " << r.err;
+        EXPECT_EQ(testing::snapshot(to), before) << "flip at " << at;
+        auto fresh = m_.dir() / "fresh";
+        EXPECT_EQ(m_.run({"restore", copy.string(), "--to", fresh.string()}, with_key).exit_code,
+                  2);
+        EXPECT_FALSE(fs::exists(fresh)) << "flip at " << at;
     }
 }
 

@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "mlkeeper/backup/manifest.hpp"
+#include "mlkeeper/backup/restore_staging.hpp"
 #include "mlkeeper/backup/tar_reader.hpp"
 #include "mlkeeper/util/sha256.hpp"
 #include "mlkeeper/util/strings.hpp"
@@ -157,12 +158,11 @@ RestoreResult restore_archive(const RestoreOptions& o) {
         index.emplace(*manifest);
     }
 
-    std::error_code ec;
-    fs::create_directories(o.to, ec);
-    if (ec) {
-        throw std::system_error(ec, "cannot create " + o.to.string());
-    }
-    const fs::path root = fs::canonical(o.to);
+    // Everything is written into a staging directory inside the target and moved into place
+    // only once every file has been checked, so a failed restore leaves the target as it was.
+    StagingDir staging(o.to);
+    const fs::path& root = staging.target();
+    const fs::path& stage = staging.path();
 
     auto check_safe = [&](const std::string& path, EntryType type, const std::string& target) {
         if (!is_safe_relative(path)) {
@@ -271,13 +271,14 @@ RestoreResult restore_archive(const RestoreOptions& o) {
                 ft != AE_IFLNK) {
                 throw RestoreError(Kind::kRefused, fmt::format("refusing special file {}", path));
             }
-            auto dest = root / path;
+            auto dest = stage / path;
             archive_entry_copy_pathname(e, dest.c_str());
             if (type == EntryType::kHardlink) {
-                archive_entry_copy_hardlink(e, (root / target).c_str());
+                archive_entry_copy_hardlink(e, (stage / target).c_str());
             }
             if (type == EntryType::kDir) {
-                dir_times.push_back({dest, archive_entry_mtime(e), archive_entry_mtime_nsec(e)});
+                dir_times.push_back(
+                    {root / path, archive_entry_mtime(e), archive_entry_mtime_nsec(e)});
             }
             disk.header(e, path);
             ++res.entries;
@@ -309,11 +310,10 @@ RestoreResult restore_archive(const RestoreOptions& o) {
                 ++res.files;
                 res.bytes += pos;
                 if (want != nullptr && (pos != want->size || sha.finish_hex() != want->sha256)) {
-                    fs::remove(dest, ec);
                     throw RestoreError(
                         Kind::kCorrupt,
                         fmt::format("{} from {} does not match its manifest (size or "
-                                    "SHA-256); the bad copy was removed",
+                                    "SHA-256); nothing was restored",
                                     path, name));
                 }
             } else {
@@ -342,15 +342,6 @@ RestoreResult restore_archive(const RestoreOptions& o) {
         throw RestoreError(Kind::kCorrupt, e.what());
     }
     disk.close();
-    // Directory times last, deepest first: writing files into a directory
-    // (also one that existed before) changes its mtime.
-    std::sort(dir_times.begin(), dir_times.end(), [](const DirTime& a, const DirTime& b) {
-        return a.path.native().size() > b.path.native().size();
-    });
-    for (const auto& d : dir_times) {
-        struct timespec ts[2] = {{d.sec, d.nsec}, {d.sec, d.nsec}};
-        (void)::utimensat(AT_FDCWD, d.path.c_str(), ts, AT_SYMLINK_NOFOLLOW);
-    }
     if (manifest) {
         for (const auto& e : manifest->entries) {
             if (wanted(e.path) && !restored.contains(e.path)) {
@@ -359,6 +350,16 @@ RestoreResult restore_archive(const RestoreOptions& o) {
                     fmt::format("missing entry {}: in the manifest but in no archive", e.path));
             }
         }
+    }
+    staging.commit(o.overwrite);
+    // Directory times last, deepest first: writing files into a directory
+    // (also one that existed before) changes its mtime.
+    std::sort(dir_times.begin(), dir_times.end(), [](const DirTime& a, const DirTime& b) {
+        return a.path.native().size() > b.path.native().size();
+    });
+    for (const auto& d : dir_times) {
+        struct timespec ts[2] = {{d.sec, d.nsec}, {d.sec, d.nsec}};
+        (void)::utimensat(AT_FDCWD, d.path.c_str(), ts, AT_SYMLINK_NOFOLLOW);
     }
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     return res;

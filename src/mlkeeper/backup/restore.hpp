@@ -2,7 +2,9 @@
 // from earlier archives of its chain) into a directory: only safe paths (no
 // absolute paths, no "..", nothing written through a symlink, no link that
 // escapes the target), nothing overwritten unless asked, every file's hash
-// checked against the manifest as it is written.
+// checked against the manifest as it is written. Everything goes into a staging directory
+// inside the target first and is moved into place only when all of it checked out, so a failed
+// restore (tampered, truncated or wrong-key archive, disk full) leaves the target as it was.
 // Thread safety: one restore per target directory.
 #pragma once
 
