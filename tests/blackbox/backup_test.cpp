@@ -400,6 +400,29 @@ TEST_F(BackupTest, FullDiskFailsCleanlyAndKeepsOlderBackups) {
     EXPECT_EQ(v.exit_code, 0) << v.out;
 }
 
+TEST_F(BackupTest, RestoreOntoAFullDiskLeavesTheTargetAsItWas) {
+    testing::write_random_file(source_ / "big" / "a.bin", 3 << 20, 10);
+    testing::write_random_file(source_ / "big" / "b.bin", 3 << 20, 11);
+    std::string name = backup_ok()["archive"];
+    auto mnt = m_.dir() / "small";
+    fs::create_directories(mnt);
+    if (::geteuid() != 0 || ::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m") != 0) {
+        GTEST_SKIP() << "needs root to mount a tmpfs";
+    }
+    struct Unmount {
+        fs::path p;
+        ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+    } unmount{mnt};
+    std::ofstream(mnt / "notes.txt") << "already here";
+    const auto before = testing::snapshot(mnt);
+    const auto free_before = fs::space(mnt).available;
+    auto r = m_.run({"restore", (dest_ / name).string(), "--to", mnt.string()});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_THAT(r.err, HasSubstr("No space left on device"));
+    EXPECT_EQ(testing::snapshot(mnt), before);
+    EXPECT_EQ(fs::space(mnt).available, free_before) << "the partial files were removed";
+}
+
 TEST_F(BackupTest, FilesChangingDuringTheBackupAreReported) {
     testing::write_random_file(source_ / "growing.log", 20 << 20, 5);
     auto writer = util::Subprocess::start(

@@ -74,9 +74,12 @@ class DiskWriter {
         }
     }
     void data(const void* buf, std::size_t n, std::int64_t offset, const std::string& path) {
-        if (archive_write_data_block(a_, buf, n, offset) < ARCHIVE_WARN) {
-            throw std::system_error(errno, std::generic_category(),
-                                    fmt::format("cannot write {}: {}", path, error()));
+        // libarchive reports a failed write() (a full disk, EIO) as ARCHIVE_WARN, so anything
+        // but ARCHIVE_OK is a failure here.
+        if (archive_write_data_block(a_, buf, n, offset) != ARCHIVE_OK) {
+            const int err = archive_errno(a_);
+            throw std::system_error(err != 0 ? err : EIO, std::generic_category(),
+                                    fmt::format("cannot write {}", path));
         }
     }
     void finish_entry(const std::string& path) {
