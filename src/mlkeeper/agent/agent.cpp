@@ -124,6 +124,10 @@ class Agent {
         config_ = opts_.load();
         recover();
         rebuild(now_us());
+        std::shared_ptr<void> services;
+        if (opts_.start_services) {
+            services = opts_.start_services();
+        }
         sd_notify(0, "READY=1");
         update_status();
         std::uint64_t watchdog_usec = 0;

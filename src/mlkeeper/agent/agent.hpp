@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,11 @@ struct AgentOptions {
     std::function<void(const sched::JobSpec&, const sched::JobRun&)> on_finished;
     // Called after SIGHUP (reopen log files).
     std::function<void()> on_reload;
+    // Starts the long-running services (REST API, model supervision, shutdown timer) once the
+    // signal mask is set, so their threads inherit it, and before READY=1. The object it returns
+    // is destroyed when the agent stops, after the running jobs have finished. A throw stops the
+    // agent before it starts any job.
+    std::function<std::shared_ptr<void>()> start_services;
     // Stop after this many jobs have finished (tests); 0 = run until signalled.
     int exit_after_runs = 0;
 };

@@ -278,6 +278,9 @@ class Loader {
             if (section == "schedule" && n == "jobs" && value.is_table()) {
                 continue;  // job tables: sched/job_config reads and checks them
             }
+            if (section == "models" && value.is_table()) {
+                continue;  // [models.NAME]: homelab/model_registry reads and checks them
+            }
             const std::string nested = section + "." + n;
             if (const auto* sub = value.as_table(); sub != nullptr && is_section(nested)) {
                 load_table(nested, *sub, path);

@@ -14,7 +14,7 @@ constexpr std::array kSections = {
     std::string_view{"cleanup"},  std::string_view{"health"},    std::string_view{"maintain"},
     std::string_view{"schedule"}, std::string_view{"agent"},     std::string_view{"models"},
     std::string_view{"shutdown"}, std::string_view{"nginx"},     std::string_view{"state"},
-    std::string_view{"log"},      std::string_view{"backup.s3"},
+    std::string_view{"log"},      std::string_view{"backup.s3"}, std::string_view{"api"},
 };
 
 constexpr double kDay = 86400;

@@ -235,6 +235,17 @@ TEST(Config, UnknownSectionSuggestsTheClosest) {
               in.file->string() + ":1:2: unknown section [bakup] (did you mean [backup]?)");
 }
 
+TEST(Config, ModelTablesAreLeftToTheRegistry) {
+    TempDir dir;
+    ConfigInputs in = no_file();
+    in.file = dir.write("c.toml",
+                        "[models.llama]\ncommand = [\"sleep\", \"1\"]\nport = 8001\n"
+                        "[api]\n");
+    EXPECT_NO_THROW(Config::load(in));
+    in.file = dir.write("d.toml", "[models]\nnot_a_key = 1\n");
+    EXPECT_THAT(load_error(in), HasSubstr("unknown key `not_a_key` in [models]"));
+}
+
 TEST(Config, WrongTypeIsReportedWithLineAndColumn) {
     TempDir dir;
     ConfigInputs in = no_file();
