@@ -103,6 +103,8 @@ Command gpu_command();
 Command calendar_command();
 Command schedule_command();
 Command agent_command();
+Command models_command();    // REST client of the agent
+Command shutdown_command();  // REST client of the agent
 Command maintain_command();
 Command keygen_command();
 

@@ -1,6 +1,8 @@
 #include "mlkeeper/storage/s3/credentials.hpp"
 
+#include <fmt/format.h>
 #include <optional>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -199,64 +201,57 @@ std::optional<std::string> key_value(const IniSection& s, const std::string& key
     return it->second;
 }
 
-// Credentials from one profile section; nullopt when it holds no keys at all (a profile that
-// only sets a region, or one using role_arn/sso, falls through to the next source).
-std::optional<Credentials> from_section(const IniSection& s, const std::string& path) {
-    const auto id = key_value(s, "aws_access_key_id");
-    const auto secret = key_value(s, "aws_secret_access_key");
-    const std::string where = path + " [" + s.name + "]";
+// The names one credentials source uses for the key pair and the session token.
+struct KeyNames {
+    const char* id;
+    const char* secret;
+    const char* token;
+    const char* legacy_token;  // the older name; the current one wins when both are set
+};
+
+// A key pair (and session token) read through `get`; nullopt when neither key is set, so the
+// chain falls through to the next source. Half a pair is an error naming `where`.
+template <typename Get>
+std::optional<Credentials> key_pair(const Get& get, const KeyNames& n, const std::string& where,
+                                    std::string_view unset_hint) {
+    const auto id = get(n.id);
+    const auto secret = get(n.secret);
     if (!id && !secret) {
         return std::nullopt;
     }
-    if (!secret) {
-        throw ConfigError(where +
-                          ": aws_access_key_id is set but aws_secret_access_key is missing or "
-                          "empty; set both");
-    }
-    if (!id) {
-        throw ConfigError(where +
-                          ": aws_secret_access_key is set but aws_access_key_id is missing or "
-                          "empty; set both");
+    if (!id || !secret) {
+        const char* set = id ? n.id : n.secret;
+        const char* missing = id ? n.secret : n.id;
+        throw ConfigError(fmt::format(
+            "{}: {} is set but {} is missing or empty; set both{}", where, set, missing,
+            unset_hint.empty() ? std::string() : fmt::format(", or unset {} {}", set, unset_hint)));
     }
     Credentials c;
     c.access_key_id = *id;
     c.secret_access_key = *secret;
-    // aws_security_token is the legacy name; the current one wins when both are present.
-    if (auto token = key_value(s, "aws_session_token")) {
+    if (auto token = get(n.token)) {
         c.session_token = *token;
-    } else if (auto legacy = key_value(s, "aws_security_token")) {
+    } else if (auto legacy = get(n.legacy_token)) {
         c.session_token = *legacy;
     }
     c.source = where;
     return c;
 }
 
+// Credentials from one profile section; nullopt when it holds no keys at all (a profile that
+// only sets a region, or one using role_arn/sso, falls through to the next source).
+std::optional<Credentials> from_section(const IniSection& s, const std::string& path) {
+    return key_pair(
+        [&s](const char* key) { return key_value(s, key); },
+        {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_security_token"},
+        path + " [" + s.name + "]", "");
+}
+
 std::optional<Credentials> from_environment(const Env& env) {
-    const auto id = env_value(env, "AWS_ACCESS_KEY_ID");
-    const auto secret = env_value(env, "AWS_SECRET_ACCESS_KEY");
-    if (!id && !secret) {
-        return std::nullopt;
-    }
-    if (!secret) {
-        throw ConfigError(
-            "environment: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not; set both, or "
-            "unset AWS_ACCESS_KEY_ID to use the shared credentials file");
-    }
-    if (!id) {
-        throw ConfigError(
-            "environment: AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not; set both, or "
-            "unset AWS_SECRET_ACCESS_KEY to use the shared credentials file");
-    }
-    Credentials c;
-    c.access_key_id = *id;
-    c.secret_access_key = *secret;
-    if (auto token = env_value(env, "AWS_SESSION_TOKEN")) {
-        c.session_token = *token;
-    } else if (auto legacy = env_value(env, "AWS_SECURITY_TOKEN")) {
-        c.session_token = *legacy;
-    }
-    c.source = "environment";
-    return c;
+    return key_pair(
+        [&env](const char* key) { return env_value(env, key); },
+        {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"},
+        "environment", "to use the shared credentials file");
 }
 
 std::string shown_with_state(const FileRef& ref, const std::optional<IniFile>& file) {

@@ -97,13 +97,13 @@ TEST(S3Credentials, HalfSetEnvironmentNamesTheMissingVariable) {
     Env only_id = home.env();
     only_id["AWS_ACCESS_KEY_ID"] = kKeyId;
     const std::string a = credentials_error(only_id);
-    EXPECT_THAT(a, HasSubstr("AWS_SECRET_ACCESS_KEY is not"));
+    EXPECT_THAT(a, HasSubstr("AWS_SECRET_ACCESS_KEY is missing"));
 
     Env only_secret = home.env();
     only_secret["AWS_SECRET_ACCESS_KEY"] = kSecret;
     only_secret["AWS_SESSION_TOKEN"] = kToken;
     const std::string b = credentials_error(only_secret);
-    EXPECT_THAT(b, HasSubstr("AWS_ACCESS_KEY_ID is not"));
+    EXPECT_THAT(b, HasSubstr("AWS_ACCESS_KEY_ID is missing"));
 }
 
 TEST(S3Credentials, EmptyVariablesCountAsUnset) {
