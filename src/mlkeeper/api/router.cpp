@@ -1,4 +1,5 @@
 #include "mlkeeper/api/router.hpp"
+#include "mlkeeper/util/strings.hpp"
 
 #include <algorithm>
 #include <array>
@@ -68,24 +69,6 @@ int method_rank(const std::string& m) {
         }
     }
     return static_cast<int>(kOrder.size());
-}
-
-// Control characters and non-ASCII bytes of client-supplied text as \xNN, so a path cannot
-// forge or break a log line.
-std::string printable(std::string_view s) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(s.size());
-    for (unsigned char c : s) {
-        if (c < 0x20 || c >= 0x7f || c == '\\') {
-            out += "\\x";
-            out += kHex[c >> 4];
-            out += kHex[c & 0xf];
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
-    return out;
 }
 
 }  // namespace
@@ -233,11 +216,11 @@ Response Router::dispatch(const Match& m, Request& req) const {
         }
         return Response::error(400, "bad_request", "bad JSON: " + std::string(what));
     } catch (const std::exception& e) {
-        spdlog::error("api: {} {} failed: {}", req.method, printable(req.path),
-                      printable(e.what()));
+        spdlog::error("api: {} {} failed: {}", req.method, util::escape_for_log(req.path),
+                      util::escape_for_log(e.what()));
     } catch (...) {
         spdlog::error("api: {} {} failed with a non-standard exception", req.method,
-                      printable(req.path));
+                      util::escape_for_log(req.path));
     }
     return Response::error(500, "internal", "internal error; the server log has the details");
 }

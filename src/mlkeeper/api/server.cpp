@@ -54,23 +54,6 @@ constexpr std::size_t kReadChunk = 16 * 1024;
 // After closing on a client that may still be sending, its bytes are dropped this long.
 constexpr auto kLingerTime = 1s;
 
-// Control characters and non-ASCII bytes as \xNN, so client text cannot forge a log line.
-std::string printable(std::string_view s) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(s.size());
-    for (unsigned char c : s) {
-        if (c < 0x20 || c >= 0x7f || c == '\\') {
-            out += "\\x";
-            out += kHex[c >> 4];
-            out += kHex[c & 0xf];
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
-    return out;
-}
-
 std::string lower_first(std::string s) {
     if (!s.empty() && s[0] >= 'A' && s[0] <= 'Z') {
         s[0] = static_cast<char>(s[0] - 'A' + 'a');
@@ -605,34 +588,6 @@ std::string canned_response(int status, std::string_view reason, std::string_vie
            "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n" + body;
 }
 
-std::string percent_decode(std::string_view s) {
-    auto hex = [](char c) -> int {
-        if (c >= '0' && c <= '9') {
-            return c - '0';
-        }
-        if (c >= 'a' && c <= 'f') {
-            return c - 'a' + 10;
-        }
-        if (c >= 'A' && c <= 'F') {
-            return c - 'A' + 10;
-        }
-        return -1;
-    };
-    std::string out;
-    out.reserve(s.size());
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '+') {
-            out += ' ';
-        } else if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-            out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
-            i += 2;
-        } else {
-            out += s[i];
-        }
-    }
-    return out;
-}
-
 // The query of a request target ("/models/x/start?wait=false&timeout=30"), decoded; the last
 // value of a repeated key wins. Form bodies are never mixed in (cpp-httplib's params would).
 std::map<std::string, std::string> parse_query(std::string_view target) {
@@ -650,12 +605,13 @@ std::map<std::string, std::string> parse_query(std::string_view target) {
             continue;
         }
         const auto eq = pair.find('=');
-        auto key = percent_decode(pair.substr(0, eq));
+        auto key = util::percent_decode(pair.substr(0, eq), util::PlusIs::kSpace);
         if (key.empty()) {
             continue;
         }
-        out[std::move(key)] =
-            eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1));
+        out[std::move(key)] = eq == std::string_view::npos
+                                  ? std::string()
+                                  : util::percent_decode(pair.substr(eq + 1), util::PlusIs::kSpace);
     }
     return out;
 }
@@ -684,8 +640,8 @@ nlohmann::json library_parts() {
 
 void log_audit(const AuditRecord& r) {
     spdlog::info("api audit: listener={} principal={} client={} {} {} -> {}", r.listener,
-                 r.principal.empty() ? "-" : printable(r.principal), r.client, printable(r.method),
-                 printable(r.path), r.status);
+                 r.principal.empty() ? "-" : util::escape_for_log(r.principal), r.client,
+                 util::escape_for_log(r.method), util::escape_for_log(r.path), r.status);
 }
 
 struct ApiServer::Listener {
@@ -796,18 +752,18 @@ void ApiServer::Listener::install_hooks() {
             return httplib::Server::HandlerResponse::Handled;
         }));
     // Without this cpp-httplib would copy what() into an EXCEPTION_WHAT response header.
-    http_.set_exception_handler(
-        [this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-            try {
-                std::rethrow_exception(ep);
-            } catch (const std::exception& e) {
-                spdlog::error("api {}: request failed: {}", cfg_.name, printable(e.what()));
-            } catch (...) {
-                spdlog::error("api {}: request failed", cfg_.name);
-            }
-            put(res, Response::error(500, "internal", "internal error; see the server log"),
-                *t_request);
-        });
+    http_.set_exception_handler([this](const httplib::Request&, httplib::Response& res,
+                                       std::exception_ptr ep) {
+        try {
+            std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+            spdlog::error("api {}: request failed: {}", cfg_.name, util::escape_for_log(e.what()));
+        } catch (...) {
+            spdlog::error("api {}: request failed", cfg_.name);
+        }
+        put(res, Response::error(500, "internal", "internal error; see the server log"),
+            *t_request);
+    });
 }
 
 void ApiServer::Listener::put(httplib::Response& res, const Response& answer, RequestState& st) {
@@ -1041,7 +997,7 @@ void ApiServer::Listener::audit(RequestState& st) {
         owner_.audit_(AuditRecord{cfg_.name, st.principal, st.client, st.audited->method, st.path,
                                   st.status});
     } catch (const std::exception& e) {
-        spdlog::error("api {}: audit failed: {}", cfg_.name, printable(e.what()));
+        spdlog::error("api {}: audit failed: {}", cfg_.name, util::escape_for_log(e.what()));
     }
 }
 
@@ -1056,7 +1012,7 @@ ApiServer::Listener::Next ApiServer::Listener::serve_one(Conn& c) {
     try {
         ok = http_.process_request(*c.stream, last, closed, nullptr);
     } catch (const std::exception& e) {
-        spdlog::error("api {}: {}", cfg_.name, printable(e.what()));
+        spdlog::error("api {}: {}", cfg_.name, util::escape_for_log(e.what()));
     }
     t_request = nullptr;
     ++c.served;
@@ -1113,7 +1069,7 @@ void ApiServer::Listener::run(std::unique_ptr<Conn> c, bool shed_now) {
         c->deadline = Clock::now() + owner_.settings_.idle_timeout;
         park(std::move(c), EPOLL_CTL_MOD);
     } catch (const std::exception& e) {
-        spdlog::error("api {}: connection failed: {}", cfg_.name, printable(e.what()));
+        spdlog::error("api {}: connection failed: {}", cfg_.name, util::escape_for_log(e.what()));
     }
 }
 

@@ -1,4 +1,5 @@
 #include "mlkeeper/health/probe_spec.hpp"
+#include "mlkeeper/util/strings.hpp"
 
 #include "mlkeeper/health/pq_lib.hpp"
 
@@ -19,21 +20,6 @@ bool all_digits(const std::string& s) {
            std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
 }
 
-std::string percent_decode(const std::string& s) {
-    std::string out;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '%' && i + 2 < s.size() &&
-            std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-            std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-            out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-            i += 2;
-        } else {
-            out += s[i];
-        }
-    }
-    return out;
-}
-
 // Splits "[userinfo@]host[:port]" of an authority; the port must be 1-65535.
 void parse_authority(const std::string& auth, ProbeSpec& spec, int default_port) {
     std::string hostport = auth;
@@ -41,9 +27,9 @@ void parse_authority(const std::string& auth, ProbeSpec& spec, int default_port)
         std::string info = auth.substr(0, at);
         hostport = auth.substr(at + 1);
         auto colon = info.find(':');
-        spec.user = percent_decode(info.substr(0, colon));
+        spec.user = util::percent_decode(info.substr(0, colon));
         if (colon != std::string::npos) {
-            spec.password = percent_decode(info.substr(colon + 1));
+            spec.password = util::percent_decode(info.substr(colon + 1));
         }
     }
     std::string port;

@@ -54,4 +54,18 @@ std::string shell_join(const std::vector<std::string>& argv);
 // trailing junk, no hex. Out-of-range values are nullopt rather than clamped.
 std::optional<std::int64_t> parse_int64(std::string_view s);
 
+// The value of one hexadecimal digit (either case), or -1.
+int hex_digit(char c);
+
+enum class PlusIs { kPlus, kSpace };     // kSpace: form and S3 url encoding write ' ' as '+'
+enum class BadEscape { kKeep, kThrow };  // a '%' not followed by two hex digits
+
+// Decodes %XX escapes. A bad escape is kept as it is, or throws std::invalid_argument.
+std::string percent_decode(std::string_view s, PlusIs plus = PlusIs::kPlus,
+                           BadEscape bad = BadEscape::kKeep);
+
+// Control characters, bytes outside ASCII and '\' as \xNN, so text that came from outside (a
+// request path, an error from a peer) cannot forge or break a log line.
+std::string escape_for_log(std::string_view s);
+
 }  // namespace mlk::util

@@ -161,3 +161,26 @@ TEST(ParseInt64, DoesNotReadPastTheView) {
 
 }  // namespace
 }  // namespace mlk::util
+
+namespace mlk::util {
+namespace {
+
+TEST(PercentDecode, EscapesPlusAndBadEscapes) {
+    EXPECT_EQ(percent_decode("a%20b%2Fc"), "a b/c");
+    EXPECT_EQ(percent_decode("a+b"), "a+b");
+    EXPECT_EQ(percent_decode("a+b", PlusIs::kSpace), "a b");
+    EXPECT_EQ(percent_decode("100%"), "100%");
+    EXPECT_EQ(percent_decode("%zz%4"), "%zz%4");
+    EXPECT_EQ(percent_decode("%41%6a"), "Aj");
+    EXPECT_THROW(percent_decode("%4", PlusIs::kPlus, BadEscape::kThrow), std::invalid_argument);
+    EXPECT_EQ(hex_digit('f'), 15);
+    EXPECT_EQ(hex_digit('G'), -1);
+}
+
+TEST(EscapeForLog, ControlAndNonAsciiBytesBecomeHex) {
+    EXPECT_EQ(escape_for_log("GET /models"), "GET /models");
+    EXPECT_EQ(escape_for_log("a\nb\\c\xc3\xbc"), "a\\x0ab\\x5cc\\xc3\\xbc");
+}
+
+}  // namespace
+}  // namespace mlk::util

@@ -371,42 +371,15 @@ std::string_view strip_quotes(std::string_view s) {
     return s;
 }
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 // encoding-type=url: S3 percent-encodes keys and writes a space as '+' (botocore decodes these
 // with unquote_plus).
 std::string url_decode(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '+') {
-            out += ' ';
-        } else if (s[i] != '%') {
-            out += s[i];
-        } else {
-            const int hi = i + 2 < s.size() ? hex_value(s[i + 1]) : -1;
-            const int lo = hi >= 0 ? hex_value(s[i + 2]) : -1;
-            if (lo < 0) {
-                throw Error(
-                    "S3 ListObjectsV2 response: bad percent-encoding in a url-encoded key or "
-                    "prefix");
-            }
-            out += static_cast<char>(hi * 16 + lo);
-            i += 2;
-        }
+    try {
+        return util::percent_decode(s, util::PlusIs::kSpace, util::BadEscape::kThrow);
+    } catch (const std::invalid_argument&) {
+        throw Error(
+            "S3 ListObjectsV2 response: bad percent-encoding in a url-encoded key or prefix");
     }
-    return out;
 }
 
 std::uint64_t parse_size(std::string_view text) {
