@@ -15,6 +15,7 @@
 #include "support/mlkeeper_runner.hpp"
 #include "support/servers.hpp"
 #include "support/temp_dir.hpp"
+#include "support/wait.hpp"
 
 namespace mlk {
 namespace {
@@ -26,18 +27,6 @@ using testing::MlkeeperRunner;
 
 constexpr const char* kAdmin = "0123456789abcdef0123456789abcdef";
 constexpr const char* kViewer = "fedcba9876543210fedcba9876543210";
-
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-        if (pred()) {
-            return true;
-        }
-        std::this_thread::sleep_for(100ms);
-    }
-    return pred();
-}
 
 class ApiTest : public ::testing::Test {
   protected:
@@ -78,7 +67,7 @@ class ApiTest : public ::testing::Test {
         auto agent =
             util::Subprocess::start(mk_.command_line({"--config", config_path().string(), "agent"}),
                                     o, util::Subprocess::Output::kToFile, mk_.dir() / "agent.log");
-        EXPECT_TRUE(eventually([&] { return get("/health").status == 200; }, 15s))
+        EXPECT_TRUE(testing::wait_until([&] { return get("/health").status == 200; }, 15s))
             << testing::slurp(mk_.dir() / "agent.log");
         return agent;
     }
@@ -193,7 +182,7 @@ TEST_F(ApiTest, AShutdownSurvivesAnAgentRestartAndRunsTheConfiguredCommand) {
     EXPECT_EQ(cli({"shutdown", "schedule", "5"}).exit_code, 1);
     auto now = call("POST", "/api/v1/shutdown", kAdmin, R"({"delay_minutes": 0, "replace": true})");
     EXPECT_EQ(now.status, 200) << now.body;
-    EXPECT_TRUE(eventually([&] { return fs::exists(record_); }, 10s));
+    EXPECT_TRUE(testing::wait_until([&] { return fs::exists(record_); }, 10s));
     EXPECT_EQ(testing::slurp(record_), "poweroff\n");
     EXPECT_EQ(nlohmann::json::parse(get("/api/v1/shutdown", kViewer).body)["shutdown"], nullptr);
     EXPECT_EQ(call("DELETE", "/api/v1/shutdown", kAdmin).status, 404);

@@ -25,6 +25,7 @@
 #include "mlkeeper/util/process.hpp"
 #include "support/mlkeeper_runner.hpp"
 #include "support/temp_dir.hpp"
+#include "support/wait.hpp"
 
 namespace mlk::testing {
 namespace {
@@ -44,17 +45,6 @@ util::RunResult run(const std::vector<std::string>& argv, std::chrono::seconds l
     util::RunOptions o;
     o.timeout = limit;
     return util::run_process(argv, o);
-}
-
-bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-        if (pred()) {
-            return true;
-        }
-        std::this_thread::sleep_for(100ms);
-    }
-    return pred();
 }
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -294,12 +284,12 @@ TEST(Packaging, ForcedRotationUnderARunningAgentLosesNoLines) {
             run({"logrotate", "-f", "-s", (mk.dir() / "lr.state").string(), conf.string()});
         EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
     };
-    ASSERT_TRUE(wait_until([&] { return finished_runs() >= 3; }, 30s))
+    ASSERT_TRUE(testing::wait_until([&] { return finished_runs() >= 3; }, 30s))
         << slurp(mk.dir() / "agent.out");
     rotate();
-    ASSERT_TRUE(wait_until([&] { return finished_runs() >= 6; }, 30s));
+    ASSERT_TRUE(testing::wait_until([&] { return finished_runs() >= 6; }, 30s));
     rotate();
-    ASSERT_TRUE(wait_until([&] { return finished_runs() >= 9; }, 30s));
+    ASSERT_TRUE(testing::wait_until([&] { return finished_runs() >= 9; }, 30s));
     agent.terminate(10s);
 
     ASSERT_TRUE(fs::exists(logs / "mlkeeper.log.1"));

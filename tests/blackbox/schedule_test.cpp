@@ -16,6 +16,7 @@
 
 #include "mlkeeper/util/process.hpp"
 #include "support/mlkeeper_runner.hpp"
+#include "support/wait.hpp"
 
 namespace mlk::testing {
 namespace {
@@ -24,17 +25,6 @@ using namespace std::chrono_literals;
 
 bool have(const std::string& program) {
     return util::run_process({"/bin/sh", "-c", "command -v " + program}).ok();
-}
-
-bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-        if (pred()) {
-            return true;
-        }
-        std::this_thread::sleep_for(100ms);
-    }
-    return pred();
 }
 
 class ScheduleTest : public ::testing::Test {
@@ -248,7 +238,7 @@ retry_delay = 1
 )");
     // hang and retry fire every 5 s; wait until each has finished once.
     auto agent = start_agent();
-    ASSERT_TRUE(wait_until(
+    ASSERT_TRUE(testing::wait_until(
         [&] {
             const auto h = history();
             return count(history("tick"), "success") >= 4 && count(h, "timeout") >= 1 &&
@@ -271,20 +261,21 @@ retry_delay = 1
 TEST_F(ScheduleTest, AgentKeepsItsConfigWhenAReloadIsBadAndTakesAGoodOne) {
     config("[schedule.jobs.tick]\ncommand = [\"/bin/true\"]\non_calendar = \"*:*:*\"\n");
     auto agent = start_agent();
-    ASSERT_TRUE(wait_until([&] { return count(history("tick"), "success") >= 1; }, 10s))
+    ASSERT_TRUE(testing::wait_until([&] { return count(history("tick"), "success") >= 1; }, 10s))
         << read(agent_log());
     std::ofstream(mk.dir().path() / "mlkeeper.toml") << "[schedule\nbroken = ";
     ::kill(agent.pid(), SIGHUP);
-    ASSERT_TRUE(wait_until(
+    ASSERT_TRUE(testing::wait_until(
         [&] { return read(agent_log()).find("reload failed") != std::string::npos; }, 10s))
         << read(agent_log());
     const int before = count(history("tick"), "success");
-    ASSERT_TRUE(wait_until([&] { return count(history("tick"), "success") >= before + 2; }, 10s))
+    ASSERT_TRUE(
+        testing::wait_until([&] { return count(history("tick"), "success") >= before + 2; }, 10s))
         << "the old jobs stopped after a bad reload\n"
         << read(agent_log());
     config("[schedule.jobs.tock]\ncommand = [\"/bin/true\"]\non_calendar = \"*:*:*\"\n");
     ::kill(agent.pid(), SIGHUP);
-    ASSERT_TRUE(wait_until([&] { return count(history("tock"), "success") >= 1; }, 10s))
+    ASSERT_TRUE(testing::wait_until([&] { return count(history("tock"), "success") >= 1; }, 10s))
         << read(agent_log());
     ::kill(agent.pid(), SIGTERM);
     ASSERT_TRUE(agent.wait_for(10s));
@@ -296,7 +287,7 @@ TEST_F(ScheduleTest, AgentStopsRunningJobsOnSigterm) {
         "[schedule.jobs.sleepy]\ncommand = [\"/bin/sleep\", \"60\"]\non_calendar = "
         "\"*:*:*\"\n");
     auto agent = start_agent();
-    ASSERT_TRUE(wait_until(
+    ASSERT_TRUE(testing::wait_until(
         [&] {
             const auto h = history("sleepy");
             return std::any_of(h.begin(), h.end(),
@@ -322,7 +313,7 @@ TEST_F(ScheduleTest, AgentKilledMidJobNeitherLosesNorDoublesTheRun) {
            "\"]\non_calendar = \"*:*:*\"\n");
     auto first = start_agent();
     // Killed once the run and its pid are recorded (the window before that is milliseconds).
-    ASSERT_TRUE(wait_until(
+    ASSERT_TRUE(testing::wait_until(
         [&] {
             const auto h = history("work");
             return std::any_of(h.begin(), h.end(), [](const nlohmann::json& r) {
@@ -335,9 +326,10 @@ TEST_F(ScheduleTest, AgentKilledMidJobNeitherLosesNorDoublesTheRun) {
     (void)first.wait_for(5s);
     // The job survives its agent (it leads its own process group); a new agent must wait for it.
     auto second = start_agent();
-    ASSERT_TRUE(wait_until([&] { return count(history("work"), "interrupted") >= 1; }, 15s))
+    ASSERT_TRUE(
+        testing::wait_until([&] { return count(history("work"), "interrupted") >= 1; }, 15s))
         << history("work").dump(1) << read(agent_log());
-    ASSERT_TRUE(wait_until([&] { return count(history("work"), "success") >= 1; }, 15s))
+    ASSERT_TRUE(testing::wait_until([&] { return count(history("work"), "success") >= 1; }, 15s))
         << history("work").dump(1) << read(agent_log());
     ::kill(second.pid(), SIGTERM);
     ASSERT_TRUE(second.wait_for(10s));

@@ -1,9 +1,11 @@
 #include "mlkeeper/homelab/model_manager.hpp"
 
 #include <gtest/gtest.h>
+
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "support/wait.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -23,6 +25,11 @@
 
 namespace mlk::homelab {
 namespace {
+
+bool eventually_(const std::function<bool()>& pred,
+                 std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
+    return testing::wait_until(pred, limit, std::chrono::milliseconds(5));
+}
 
 using namespace std::chrono_literals;
 using std::chrono::milliseconds;
@@ -229,18 +236,6 @@ struct Harness {
     FakeModel& m(const std::string& name) { return *models.at(name); }
     ModelInfo info(const std::string& name) { return mgr->get(name).value(); }
 };
-
-// Polls `pred` until it holds or `limit` passes.
-bool eventually(const std::function<bool()>& pred, milliseconds limit = 5000ms) {
-    const auto end = steady_clock::now() + limit;
-    while (steady_clock::now() < end) {
-        if (pred()) {
-            return true;
-        }
-        std::this_thread::sleep_for(5ms);
-    }
-    return pred();
-}
 
 template <typename F>
 milliseconds timed(F&& f) {
@@ -460,7 +455,7 @@ TEST(ModelManager, StartStopRacesEndConsistent) {
     }
     EXPECT_EQ(unexpected, 0);
     // Let wait=false operations finish; then the reported state matches the "process".
-    ASSERT_TRUE(eventually([&] {
+    ASSERT_TRUE(eventually_([&] {
         const auto s = h.info("llama").state;
         return s == ModelState::kRunning || s == ModelState::kStopped;
     }));
@@ -564,7 +559,7 @@ TEST(ModelManager, StopWhileStartingAndStartWhileStoppingConflict) {
               ModelError::Kind::kConflict);
     // A second wait=false start joins and reports "starting" without a second spawn.
     EXPECT_EQ(h.mgr->start("llama", Wait::kNo, std::nullopt).outcome, OpOutcome::kStarting);
-    ASSERT_TRUE(eventually([&] { return h.info("llama").state == ModelState::kRunning; }));
+    ASSERT_TRUE(eventually_([&] { return h.info("llama").state == ModelState::kRunning; }));
 
     h.m("llama").stop_delay = 600ms;
     r = h.mgr->stop("llama", Wait::kNo, std::nullopt);
@@ -590,12 +585,12 @@ TEST(ModelManager, WaitFalseReturnsAtOnce) {
     EXPECT_LT(timed([&] { r = h.mgr->start("llama", Wait::kNo, std::nullopt); }), 100ms);
     EXPECT_EQ(r.outcome, OpOutcome::kStarting);
     EXPECT_EQ(h.info("llama").state, ModelState::kStarting);
-    ASSERT_TRUE(eventually([&] { return h.info("llama").state == ModelState::kRunning; }));
+    ASSERT_TRUE(eventually_([&] { return h.info("llama").state == ModelState::kRunning; }));
 
     h.m("llama").stop_delay = 300ms;
     EXPECT_LT(timed([&] { r = h.mgr->stop("llama", Wait::kNo, std::nullopt); }), 100ms);
     EXPECT_EQ(r.outcome, OpOutcome::kStopping);
-    ASSERT_TRUE(eventually([&] { return h.info("llama").state == ModelState::kStopped; }));
+    ASSERT_TRUE(eventually_([&] { return h.info("llama").state == ModelState::kStopped; }));
     EXPECT_EQ(h.mgr->stop("llama", Wait::kNo, std::nullopt).outcome, OpOutcome::kAlreadyStopped);
 }
 
@@ -603,7 +598,7 @@ TEST(ModelManager, WaitFalseFailureIsRecorded) {
     Harness h({make_spec("llama")});
     h.m("llama").exit_during_start = 1;
     EXPECT_EQ(h.mgr->start("llama", Wait::kNo, std::nullopt).outcome, OpOutcome::kStarting);
-    ASSERT_TRUE(eventually([&] { return h.info("llama").state == ModelState::kFailed; }));
+    ASSERT_TRUE(eventually_([&] { return h.info("llama").state == ModelState::kFailed; }));
     EXPECT_EQ(h.info("llama").last_error, "exited with code 1 while starting");
 }
 
@@ -622,7 +617,7 @@ TEST(ModelManager, HangOnStopIsKilledAfterTheTimeout) {
     h.mgr->start("llama", Wait::kYes, std::nullopt);
     h.mgr->stop("llama", Wait::kNo, 1s);
     EXPECT_LT(timed([&] { EXPECT_EQ(h.info("llama").state, ModelState::kStopping); }), 100ms);
-    ASSERT_TRUE(eventually([&] { return h.info("llama").state == ModelState::kStopped; }));
+    ASSERT_TRUE(eventually_([&] { return h.info("llama").state == ModelState::kStopped; }));
 }
 
 TEST(ModelManager, StopFailureLeavesTheModelFailed) {
@@ -692,7 +687,7 @@ void crash_and_reap(Harness& h, const std::string& name, int code = 1) {
 
 void restart_due(Harness& h, const std::string& name) {
     h.mgr->supervise_once();
-    ASSERT_TRUE(eventually([&] { return h.info(name).state == ModelState::kRunning; }));
+    ASSERT_TRUE(eventually_([&] { return h.info(name).state == ModelState::kRunning; }));
 }
 
 TEST(ModelManager, CrashRestartsWithBackoffThenGivesUp) {
@@ -803,7 +798,7 @@ TEST(ModelManager, RestartPolicies) {
               "exited with code 1; gave up after 0 restarts within 10 min");
     h.clock.advance(1s);
     h.mgr->supervise_once();
-    ASSERT_TRUE(eventually([&] { return h.info("always").state == ModelState::kRunning; }));
+    ASSERT_TRUE(eventually_([&] { return h.info("always").state == ModelState::kRunning; }));
     EXPECT_EQ(h.info("never").state, ModelState::kFailed);
     EXPECT_EQ(h.info("zero").state, ModelState::kFailed);
 }
@@ -815,7 +810,7 @@ TEST(ModelManager, FailedAutomaticRestartCountsAsACrash) {
     h.m("llama").exit_during_start = 7;
     h.clock.advance(1s);
     h.mgr->supervise_once();
-    ASSERT_TRUE(eventually([&] { return h.info("llama").state == ModelState::kFailed; }));
+    ASSERT_TRUE(eventually_([&] { return h.info("llama").state == ModelState::kFailed; }));
     EXPECT_EQ(h.info("llama").last_error, "exited with code 7 while starting; restarting in 2 s");
 }
 
@@ -838,7 +833,7 @@ TEST(ModelManager, MonitorThreadRestartsACrashedModel) {
     h.mgr->start_monitor(10ms);
     h.mgr->start_monitor(10ms);  // a second call replaces the first thread
     h.m("llama").crash(1);
-    ASSERT_TRUE(eventually([&] {
+    ASSERT_TRUE(eventually_([&] {
         return h.info("llama").restarts == 1 && h.info("llama").state == ModelState::kRunning;
     }));
     h.mgr->stop_monitor();

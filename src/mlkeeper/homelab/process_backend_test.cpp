@@ -15,26 +15,20 @@
 #include <gtest/gtest.h>
 
 #include "support/temp_dir.hpp"
+#include "support/wait.hpp"
 
 namespace mlk::homelab {
 namespace {
+
+bool eventually_(const std::function<bool()>& pred,
+                 std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
+    return testing::wait_until(pred, limit, std::chrono::milliseconds(5));
+}
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using mlk::testing::slurp;
 using mlk::testing::TempDir;
-
-// Polls `cond` every 10 ms for at most `limit`.
-bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds limit = 5000ms) {
-    const auto until = Clock::now() + limit;
-    while (Clock::now() < until) {
-        if (cond()) {
-            return true;
-        }
-        std::this_thread::sleep_for(10ms);
-    }
-    return cond();
-}
 
 // A zombie counts as dead: an orphaned grandchild waits for init (or a container's pid 1) to
 // reap it, which this test does not control.
@@ -83,7 +77,7 @@ TEST(ProcessBackend, StartsCapturesOutputAndStops) {
     const auto log = dir / "logs" / "m1.log";
     EXPECT_EQ(b.log_path(), log);
     ASSERT_TRUE(
-        eventually([&] { return slurp(log).find(dir.path().string()) != std::string::npos; }));
+        eventually_([&] { return slurp(log).find(dir.path().string()) != std::string::npos; }));
     const auto text = slurp(log);
     EXPECT_NE(text.find("---- mlkeeper: starting m1 at "), std::string::npos) << text;
     EXPECT_NE(text.find("\nout\n"), std::string::npos) << text;
@@ -118,7 +112,7 @@ TEST(ProcessBackend, ChildIgnoringSigtermIsKilledAfterTheTimeout) {
                      env_in(dir));
     b.start();
     const auto log = dir / "logs" / "stubborn.log";
-    ASSERT_TRUE(eventually([&] { return slurp(log).find("\nready\n") != std::string::npos; }));
+    ASSERT_TRUE(eventually_([&] { return slurp(log).find("\nready\n") != std::string::npos; }));
     const auto text = slurp(log);
     const auto at = text.find("\ngc=");
     ASSERT_NE(at, std::string::npos);
@@ -147,7 +141,7 @@ TEST(ProcessBackend, ChildIgnoringSigtermIsKilledAfterTheTimeout) {
     EXPECT_TRUE(saw_stopping);
     EXPECT_EQ(b.status().state, BackendState::kStopped);
     EXPECT_FALSE(alive(pid));
-    EXPECT_TRUE(eventually([&] { return !alive(grandchild); }, 2000ms));
+    EXPECT_TRUE(eventually_([&] { return !alive(grandchild); }, 2000ms));
     EXPECT_NE(slurp(log).find("stopped (SIGKILL after 400 ms)"), std::string::npos);
 }
 
@@ -156,7 +150,7 @@ TEST(ProcessBackend, CrashIsReportedOnceThenStopped) {
     ProcessBackend b(sh_model("crash", "echo dying; exit 3"), env_in(dir));
     b.start();
     BackendStatus s;
-    ASSERT_TRUE(eventually([&] {
+    ASSERT_TRUE(eventually_([&] {
         s = b.status();
         return s.state != BackendState::kRunning;
     }));
@@ -169,12 +163,12 @@ TEST(ProcessBackend, CrashIsReportedOnceThenStopped) {
     EXPECT_EQ(again.state, BackendState::kStopped);
     EXPECT_EQ(again.detail, "exited with code 3");
     const auto log = dir / "logs" / "crash.log";
-    EXPECT_TRUE(eventually([&] { return slurp(log).find("dying\n") != std::string::npos; }));
+    EXPECT_TRUE(eventually_([&] { return slurp(log).find("dying\n") != std::string::npos; }));
     EXPECT_NE(slurp(log).find("crash exited with code 3"), std::string::npos);
 
     // It can be started again.
     b.start();
-    ASSERT_TRUE(eventually([&] { return b.status().state == BackendState::kExited; }));
+    ASSERT_TRUE(eventually_([&] { return b.status().state == BackendState::kExited; }));
     b.stop(100ms);
 }
 
@@ -183,7 +177,7 @@ TEST(ProcessBackend, DeathBySignalIsReported) {
     ProcessBackend b(sh_model("segv", "kill -SEGV $$"), env_in(dir));
     b.start();
     BackendStatus s;
-    ASSERT_TRUE(eventually([&] {
+    ASSERT_TRUE(eventually_([&] {
         s = b.status();
         return s.state != BackendState::kRunning;
     }));
@@ -239,7 +233,7 @@ TEST(ProcessBackend, LogIsRotatedBySizeKeepingWholeLines) {
                               "printf 'line %014d\\n' $i; i=$((i+1)); done"),
                      env_in(dir, 50'000, 2));
     b.start();
-    ASSERT_TRUE(eventually([&] { return b.status().state == BackendState::kExited; }, 20000ms));
+    ASSERT_TRUE(eventually_([&] { return b.status().state == BackendState::kExited; }, 20000ms));
     b.stop(100ms);  // joins the reader
     const auto logs = dir / "logs";
     ASSERT_TRUE(std::filesystem::exists(logs / "chatty.log"));
@@ -281,7 +275,7 @@ TEST(ProcessBackend, AFullDiskDropsLinesAndNeverBlocksTheModel) {
                      env_in(dir, 0, 3));
     b.start();
     // 3000 lines are far more than a pipe holds: the child only finishes if they are drained.
-    ASSERT_TRUE(eventually([&] { return b.status().state == BackendState::kExited; }, 20000ms));
+    ASSERT_TRUE(eventually_([&] { return b.status().state == BackendState::kExited; }, 20000ms));
     b.stop(100ms);
     // Its 3000 lines plus our two notes (started, exited), each counted once.
     EXPECT_EQ(b.dropped_lines(), 3002u);
@@ -295,7 +289,7 @@ TEST(ProcessBackend, AnUnwritableLogDirectoryDoesNotStopTheModel) {
     env.log_dir = dir / "not-a-dir" / "logs";
     ProcessBackend b(sh_model("m", "echo a; echo b; exit 0"), env);
     b.start();
-    ASSERT_TRUE(eventually([&] { return b.status().state == BackendState::kExited; }));
+    ASSERT_TRUE(eventually_([&] { return b.status().state == BackendState::kExited; }));
     b.stop(100ms);
     EXPECT_GE(b.dropped_lines(), 2u);
 }
@@ -377,7 +371,7 @@ TEST(ProcessBackend, RealServerStartsListensAndStops) {
     spec.workdir = dir.path();
     ProcessBackend b(spec, env_in(dir));
     b.start();
-    ASSERT_TRUE(eventually([&] { return can_connect(port); }, 10000ms));
+    ASSERT_TRUE(eventually_([&] { return can_connect(port); }, 10000ms));
     EXPECT_EQ(b.status().state, BackendState::kRunning);
     b.stop(3000ms);
     EXPECT_FALSE(can_connect(port));
