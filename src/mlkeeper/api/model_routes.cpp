@@ -1,5 +1,8 @@
 #include "mlkeeper/api/model_routes.hpp"
 
+#include <memory>
+#include <mutex>
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -93,17 +96,40 @@ Response op_response(const OpResult& r) {
     return resp;
 }
 
-Response model_list(const std::vector<homelab::ModelInfo>& infos, bool running_only) {
-    nlohmann::json arr = nlohmann::json::array();
-    for (const auto& info : infos) {
-        if (!running_only || info.state == homelab::ModelState::kRunning) {
-            arr.push_back(homelab::to_json(info));
+// The serialized lists of GET /models and /models/running, rebuilt only when a model's state
+// changed since the last request: building and dumping the JSON was most of those routes' cost.
+class ListCache {
+  public:
+    Response get(std::vector<homelab::ModelInfo> infos, bool running_only) {
+        std::lock_guard lk(mu_);
+        if (infos != infos_ || !all_) {
+            all_ = serialize(infos, false);
+            running_ = serialize(infos, true);
+            infos_ = std::move(infos);
         }
+        Response resp;
+        resp.raw_body = running_only ? running_ : all_;
+        return resp;
     }
-    Response resp;
-    resp.body = {{"models", std::move(arr)}};
-    return resp;
-}
+
+  private:
+    static std::shared_ptr<const std::string> serialize(
+        const std::vector<homelab::ModelInfo>& infos, bool running_only) {
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto& info : infos) {
+            if (!running_only || info.state == homelab::ModelState::kRunning) {
+                arr.push_back(homelab::to_json(info));
+            }
+        }
+        const nlohmann::json doc = {{"models", std::move(arr)}};
+        return std::make_shared<const std::string>(
+            doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+
+    std::mutex mu_;
+    std::vector<homelab::ModelInfo> infos_;
+    std::shared_ptr<const std::string> all_, running_;
+};
 
 Route route(std::string method, std::string pattern, Access access, Handler handler) {
     Route r;
@@ -119,10 +145,12 @@ Route route(std::string method, std::string pattern, Access access, Handler hand
 }  // namespace
 
 void add_model_routes(Router& router, ModelManager& models) {
-    router.add(route("GET", "/models", Access::kRead,
-                     [&models](const Request&) { return model_list(models.list(), false); }));
+    auto cache = std::make_shared<ListCache>();
+    router.add(route("GET", "/models", Access::kRead, [&models, cache](const Request&) {
+        return cache->get(models.list(), false);
+    }));
     router.add(route("GET", "/models/running", Access::kRead,
-                     [&models](const Request&) { return model_list(models.list(), true); }));
+                     [&models, cache](const Request&) { return cache->get(models.list(), true); }));
     router.add(route("GET", "/models/{name}", Access::kRead, [&models](const Request& req) {
         const std::string& name = name_param(req);
         const auto info = models.get(name);

@@ -140,7 +140,7 @@ class ModelRoutesTest : public ::testing::Test {
         try {
             const Response resp = r->handler(req);
             out.status = resp.status;
-            out.body = resp.body;
+            out.body = resp.raw_body ? nlohmann::json::parse(*resp.raw_body) : resp.body;
         } catch (const ApiError& e) {
             out.status = e.status();
             out.code = e.code();
@@ -243,6 +243,10 @@ TEST_F(ModelRoutesTest, ListsModelsSortedAndRunningOnly) {
     EXPECT_EQ(out.body["models"][0]["name"], "mistral");
     EXPECT_EQ(out.body["models"][0]["state"], "running");
     EXPECT_EQ(out.body["models"][0]["pid"], 4242);
+    // The cached full list follows the change too.
+    out = call("GET", "/models", "");
+    EXPECT_EQ(out.body["models"][1]["state"], "running");
+    EXPECT_EQ(out.body["models"][0]["state"], "stopped");
 }
 
 TEST_F(ModelRoutesTest, ShowsOneModel) {

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -41,6 +42,9 @@ struct Response {
     int status = 200;
     nlohmann::json body = nlohmann::json::object();
     std::vector<std::pair<std::string, std::string>> headers;  // e.g. Retry-After, Allow
+    // Already serialized JSON, sent instead of `body` when set: for hot read-only routes that
+    // reuse the same document across requests.
+    std::shared_ptr<const std::string> raw_body;
     // {"error": {"code": code, "message": message}} with `status`.
     static Response error(int status, std::string_view code, std::string_view message);
 };

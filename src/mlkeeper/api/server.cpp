@@ -772,8 +772,12 @@ void ApiServer::Listener::put(httplib::Response& res, const Response& answer, Re
         res.set_header(name, value);  // cpp-httplib drops values with CR or LF
     }
     // Replace, not throw, on invalid UTF-8: names echoed from a path may hold any bytes.
-    res.set_content(answer.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                    "application/json");
+    if (answer.raw_body) {
+        res.set_content(*answer.raw_body, "application/json");
+    } else {
+        res.set_content(answer.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                        "application/json");
+    }
     if (st.close_after) {
         res.set_header("Connection", "close");
     }

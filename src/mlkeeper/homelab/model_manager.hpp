@@ -45,6 +45,8 @@ struct ModelInfo {
     int restarts = 0;                       // automatic restarts after a crash plus restart() calls
     std::optional<std::string> last_error;  // why it last failed; kept until it runs again
     std::string health_url;                 // "" = none (JSON null)
+
+    bool operator==(const ModelInfo&) const = default;
 };
 
 // {"name", "backend", "state", "pinned", "port", "pid", "since", "restarts", "last_error",
