@@ -1,6 +1,8 @@
 #include "mlkeeper/crypto/age_stream.hpp"
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
@@ -9,7 +11,9 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <span>
+#include <stdexcept>
 #include <string_view>
 
 namespace mlk::crypto {
@@ -97,24 +101,58 @@ void scrypt_key(std::string_view passphrase, Bytes salt, int log_n, SecretBytes<
     }
 }
 
+// ChaCha20-Poly1305 through OpenSSL's EVP: its assembly (AVX2/AVX-512) runs about twice as fast
+// as libsodium's portable code here, and the payload is every byte of a backup. One context per
+// thread, re-keyed per chunk.
+EVP_CIPHER_CTX* aead_ctx() {
+    struct Ctx {
+        EVP_CIPHER_CTX* p = EVP_CIPHER_CTX_new();
+        ~Ctx() { EVP_CIPHER_CTX_free(p); }
+    };
+    thread_local Ctx ctx;
+    if (ctx.p == nullptr) {
+        throw std::bad_alloc();
+    }
+    return ctx.p;
+}
+
 // Seals/opens with a caller-built nonce; `out` holds n + 16 (seal) or n - 16 (open) bytes.
 void aead_seal(const SecretBytes<32>& key, const std::uint8_t* nonce, const std::uint8_t* in,
                std::size_t n, std::uint8_t* out) {
-    unsigned long long out_len = 0;
-    crypto_aead_chacha20poly1305_ietf_encrypt(out, &out_len, in, n, nullptr, 0, nullptr, nonce,
-                                              key.data());
+    EVP_CIPHER_CTX* c = aead_ctx();
+    int len = 0;
+    int fin = 0;
+    if (EVP_EncryptInit_ex(c, EVP_chacha20_poly1305(), nullptr, key.data(), nonce) != 1 ||
+        EVP_EncryptUpdate(c, out, &len, in, static_cast<int>(n)) != 1 ||
+        EVP_EncryptFinal_ex(c, out + len, &fin) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, kAgeTagSize, out + n) != 1) {
+        throw std::runtime_error("OpenSSL: ChaCha20-Poly1305 encryption failed");
+    }
 }
 
-// libsodium checks the tag before it decrypts anything and zeroes `out` on failure, so no
-// unauthenticated plaintext is ever produced.
+// OpenSSL checks the tag only at the end, so on a mismatch `out` is zeroed: no unauthenticated
+// plaintext ever leaves this function.
 bool aead_open(const SecretBytes<32>& key, const std::uint8_t* nonce, const std::uint8_t* in,
                std::size_t n, std::uint8_t* out) {
     if (n < kAgeTagSize) {
         return false;
     }
-    unsigned long long out_len = 0;
-    return crypto_aead_chacha20poly1305_ietf_decrypt(out, &out_len, nullptr, in, n, nullptr, 0,
-                                                     nonce, key.data()) == 0;
+    const std::size_t m = n - kAgeTagSize;
+    EVP_CIPHER_CTX* c = aead_ctx();
+    int len = 0;
+    int fin = 0;
+    std::uint8_t tag[kAgeTagSize];
+    std::memcpy(tag, in + m, kAgeTagSize);
+    const bool ok =
+        EVP_DecryptInit_ex(c, EVP_chacha20_poly1305(), nullptr, key.data(), nonce) == 1 &&
+        EVP_DecryptUpdate(c, out, &len, in, static_cast<int>(m)) == 1 &&
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, kAgeTagSize, tag) == 1 &&
+        EVP_DecryptFinal_ex(c, out + len, &fin) == 1;
+    if (!ok) {
+        OPENSSL_cleanse(out, m);
+        ERR_clear_error();
+    }
+    return ok;
 }
 
 constexpr std::array<std::uint8_t, 12> kZeroNonce{};
