@@ -4,7 +4,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +16,7 @@
 #include "mlkeeper/util/file_lock.hpp"
 #include "support/mlkeeper_runner.hpp"
 #include "support/shell.hpp"
+#include "support/tmpfs.hpp"
 #include "support/tree.hpp"
 
 namespace mlk {
@@ -358,15 +358,11 @@ TEST_F(BackupTest, MissingSourceAndDestInsideSourceAreClearErrors) {
 
 // A real full disk: a small tmpfs (needs root, as CI runs).
 TEST_F(BackupTest, FullDiskFailsCleanlyAndKeepsOlderBackups) {
-    auto mnt = m_.dir() / "small";
-    fs::create_directories(mnt);
-    if (::geteuid() != 0 || ::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m") != 0) {
+    const auto tmpfs = testing::ScopedTmpfs::mount(m_.dir() / "small", "4m");
+    if (!tmpfs) {
         GTEST_SKIP() << "needs root to mount a tmpfs";
     }
-    struct Unmount {
-        fs::path p;
-        ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-    } unmount{mnt};
+    const auto mnt = tmpfs->path();
     auto small_src = m_.dir() / "src" / "models";
     fs::create_directories(small_src);
     std::map<std::string, std::string> env{{"MODEL_DIR", small_src.string()},
@@ -404,15 +400,11 @@ TEST_F(BackupTest, RestoreOntoAFullDiskLeavesTheTargetAsItWas) {
     testing::write_random_file(source_ / "big" / "a.bin", 3 << 20, 10);
     testing::write_random_file(source_ / "big" / "b.bin", 3 << 20, 11);
     std::string name = backup_ok()["archive"];
-    auto mnt = m_.dir() / "small";
-    fs::create_directories(mnt);
-    if (::geteuid() != 0 || ::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m") != 0) {
+    const auto tmpfs = testing::ScopedTmpfs::mount(m_.dir() / "small", "4m");
+    if (!tmpfs) {
         GTEST_SKIP() << "needs root to mount a tmpfs";
     }
-    struct Unmount {
-        fs::path p;
-        ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-    } unmount{mnt};
+    const auto mnt = tmpfs->path();
     std::ofstream(mnt / "notes.txt") << "already here";
     const auto before = testing::snapshot(mnt);
     const auto free_before = fs::space(mnt).available;

@@ -1,7 +1,6 @@
 // Black-box tests of `mlkeeper health`: the seeds' JSON shape, exit codes,
 // a real tmpfs filled to the brim, Nagios and Prometheus output (promtool),
 // and probes against real nginx and redis servers started here.
-#include <sys/mount.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,6 +10,7 @@
 
 #include "support/mlkeeper_runner.hpp"
 #include "support/servers.hpp"
+#include "support/tmpfs.hpp"
 
 namespace mlk {
 namespace {
@@ -67,15 +67,11 @@ TEST_F(HealthCli, JsonHasTheSeedsShape) {
 }
 
 TEST_F(HealthCli, AFullDiskIsCriticalAndNamedInEveryFormat) {
-    auto mnt = m_.dir() / "full";
-    std::filesystem::create_directories(mnt);
-    if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    const auto tmpfs = testing::ScopedTmpfs::mount(m_.dir() / "full", "1m");
+    if (!tmpfs) {
         GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
     }
-    struct Unmount {
-        std::filesystem::path p;
-        ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-    } unmount{mnt};
+    const auto mnt = tmpfs->path();
     {
         std::ofstream f(mnt / "fill", std::ios::binary);
         std::string block(4096, 'x');

@@ -5,7 +5,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/mount.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -17,6 +16,7 @@
 #include "support/s3_server.hpp"
 #include "support/servers.hpp"
 #include "support/shell.hpp"
+#include "support/tmpfs.hpp"
 #include "support/tree.hpp"
 
 namespace mlk {
@@ -411,15 +411,11 @@ TEST_F(S3Test, AFullDiskDuringDownloadFailsCleanly) {
     testing::write_random_file(source_ / "big" / "weights.bin", 6 << 20, 13);
     auto j = backup_json({"--level", "1"});
     const std::string key = remote_list()[0]["remote_key"];
-    const fs::path mnt = m_.dir() / "small";
-    fs::create_directories(mnt);
-    if (::geteuid() != 0 || ::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=2m") != 0) {
+    const auto tmpfs = testing::ScopedTmpfs::mount(m_.dir() / "small", "2m");
+    if (!tmpfs) {
         GTEST_SKIP() << "needs root to mount a tmpfs";
     }
-    struct Unmount {
-        fs::path p;
-        ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-    } unmount{mnt};
+    const auto mnt = tmpfs->path();
     auto r = m_.run({"restore", "s3://" + std::string(kBucket) + "/" + key, "--to",
                      (m_.dir() / "restored").string(), "--download-dir", mnt.string()});
     EXPECT_EQ(r.exit_code, 1) << r.out << r.err;

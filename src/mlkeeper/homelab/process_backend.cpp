@@ -411,11 +411,7 @@ void ProcessBackend::start() {
                            show_argv(spec_.command)));
     std::optional<util::Subprocess> child;
     try {
-        // Subprocess opens the output path itself; the pipe's /proc/self/fd entry re-opens our
-        // write end, so the child's stdout and stderr both go into the pipe.
-        child.emplace(util::Subprocess::start(spec_.command, opts,
-                                              util::Subprocess::Output::kToFile,
-                                              fmt::format("/proc/self/fd/{}", write_end)));
+        child.emplace(util::Subprocess::start_writing_to(spec_.command, opts, write_end));
     } catch (const std::exception& e) {
         close_fd(read_end);
         close_fd(write_end);

@@ -924,6 +924,26 @@ Subprocess Subprocess::start(const std::vector<std::string>& argv, const RunOpti
     if (output == Output::kToFile && log_file.empty()) {
         throw std::invalid_argument("Subprocess::start: Output::kToFile needs a log file path");
     }
+    UniqueFd sink;
+    const std::string name = argv.empty() ? std::string("a process") : argv[0];
+    if (output == Output::kDiscard) {
+        sink.reset(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+        if (!sink) {
+            throw std::system_error(errno, std::generic_category(),
+                                    "cannot open /dev/null for " + name);
+        }
+    } else if (output == Output::kToFile) {
+        sink.reset(::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+        if (!sink) {
+            throw std::system_error(errno, std::generic_category(),
+                                    "cannot open log file " + log_file.string());
+        }
+    }
+    return start_writing_to(argv, opts, sink.get());
+}
+
+Subprocess Subprocess::start_writing_to(const std::vector<std::string>& argv,
+                                        const RunOptions& opts, int out_fd) {
     const std::string name = argv.empty() ? std::string("a process") : argv[0];
 
     UniqueFd stdin_read;
@@ -964,23 +984,8 @@ Subprocess Subprocess::start(const std::vector<std::string>& argv, const RunOpti
         }
     }
 
-    UniqueFd sink;
-    if (output == Output::kDiscard) {
-        sink.reset(::open("/dev/null", O_WRONLY | O_CLOEXEC));
-        if (!sink) {
-            throw std::system_error(errno, std::generic_category(),
-                                    "cannot open /dev/null for " + name);
-        }
-    } else if (output == Output::kToFile) {
-        sink.reset(::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-        if (!sink) {
-            throw std::system_error(errno, std::generic_category(),
-                                    "cannot open log file " + log_file.string());
-        }
-    }
-
     StartError failure;
-    pid_t pid = spawn(argv, opts, {stdin_read.get(), sink.get(), sink.get()}, failure);
+    pid_t pid = spawn(argv, opts, {stdin_read.get(), out_fd, out_fd}, failure);
     if (pid < 0) {
         throw std::system_error(failure.err, std::generic_category(), failure.what);
     }

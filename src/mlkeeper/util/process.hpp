@@ -106,6 +106,10 @@ class Subprocess {
     static Subprocess start(const std::vector<std::string>& argv, const RunOptions& opts = {},
                             Output output = Output::kDiscard,
                             const std::filesystem::path& log_file = {});
+    // Like start(), with the child's stdout and stderr both on `out_fd` (e.g. a pipe's write
+    // end, which the caller reads); -1 inherits ours. The caller keeps and closes its own fd.
+    static Subprocess start_writing_to(const std::vector<std::string>& argv, const RunOptions& opts,
+                                       int out_fd);
 
     Subprocess(Subprocess&& other) noexcept;
     Subprocess& operator=(Subprocess&& other) noexcept;
