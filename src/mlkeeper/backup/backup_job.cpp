@@ -287,6 +287,7 @@ BackupReport run_backup(const core::Config& cfg, const BackupRequest& req) {
     opts.progress = req.progress;
     opts.tool_version = req.tool_version;
     opts.encrypt = encrypt ? &*encrypt : nullptr;
+    opts.verify = verify ? CreateOptions::Verify::kYes : CreateOptions::Verify::kNo;
     CreateResult created;
     try {
         created = create_archive(opts, scan, archive, now);
@@ -303,20 +304,13 @@ BackupReport run_backup(const core::Config& cfg, const BackupRequest& req) {
         spdlog::warn("{} changed while it was read; the archive holds it as read", p);
     }
 
-    if (verify) {
-        // An encrypted archive is checked with the key it was just written with: the
-        // recipients' identities need not be on this machine.
-        crypto::DecryptWith own;
-        own.file_key = created.file_key ? &*created.file_key : nullptr;
-        auto v = verify_archive(archive, util::ProgressMode::kNever, &own);
-        rep.verified = v.ok;
-        if (!v.ok) {
-            rep.verify_problem = v.problem;
+    if (created.verification) {
+        rep.verified = created.verification->ok;
+        if (!created.verification->ok) {
+            rep.verify_problem = created.verification->problem;
             rep.exit_code = 2;
             return rep;  // keep older backups: retention only after a good one
         }
-        created.manifest.verified_at = util::iso8601_utc(std::chrono::system_clock::now());
-        write_manifest(manifest_path_for(archive), created.manifest, 0640);
     }
     // The catalog read before the backup, plus the new archive: no second
     // parse of every manifest in the directory.

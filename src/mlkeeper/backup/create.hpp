@@ -14,6 +14,7 @@
 
 #include "mlkeeper/backup/codec.hpp"
 #include "mlkeeper/backup/manifest.hpp"
+#include "mlkeeper/backup/verify.hpp"
 #include "mlkeeper/crypto/age_stream.hpp"
 #include "mlkeeper/util/progress.hpp"
 #include "mlkeeper/util/walk.hpp"
@@ -51,6 +52,9 @@ struct CreateOptions {
     util::ProgressMode progress = util::ProgressMode::kAuto;
     std::string tool_version;
     const crypto::EncryptTo* encrypt = nullptr;  // set: an age-encrypted archive
+    // kYes: the archive is verified (verify_written) while its fsync runs, before it is put in
+    // place; the manifest then records verified_at when it passed.
+    enum class Verify { kNo, kYes } verify = Verify::kNo;
 };
 
 struct CreateResult {
@@ -61,6 +65,9 @@ struct CreateResult {
     // Encrypted archives: the file key, so the backup can verify what it wrote without the
     // recipients' identities. Never stored.
     std::optional<crypto::SecretBytes<crypto::kAgeFileKeySize>> file_key;
+    // With CreateOptions::Verify::kYes. A failed verification still leaves the archive in place
+    // (without verified_at), for inspection; retention counts only verified archives.
+    std::optional<VerifyResult> verification;
 };
 
 enum class Encrypted { kNo, kYes };
@@ -72,7 +79,8 @@ std::filesystem::path next_archive_path(const std::filesystem::path& dest, Codec
                                         Encrypted encrypted = Encrypted::kNo);
 
 // Writes the archive at `archive` (atomically), then its manifest and the
-// checksums.txt line. On any failure nothing new is left in `dest`.
+// checksums.txt line. On any failure nothing new is left in `dest` (a failed verification is not
+// a failure here: see CreateResult::verification).
 CreateResult create_archive(const CreateOptions& opts, const ScanResult& scan,
                             const std::filesystem::path& archive,
                             std::chrono::system_clock::time_point now);

@@ -30,12 +30,14 @@ void TarReader::ArchiveFree::operator()(struct archive* a) const {
     archive_read_free(a);
 }
 
-TarReader::TarReader(const std::filesystem::path& archive, const crypto::DecryptWith* keys)
+TarReader::TarReader(const std::filesystem::path& archive, const crypto::DecryptWith* keys,
+                     std::string_view name)
     : path_(archive), raw_pipe_(kReadAheadChunks, kBufSize), pipe_(kReadAheadChunks, kBufSize) {
-    const bool encrypted = is_encrypted_name(archive.filename().string());
+    const std::string shown = name.empty() ? archive.filename().string() : std::string(name);
+    const bool encrypted = is_encrypted_name(shown);
     if (encrypted && (keys == nullptr || (keys->identities.empty() && !keys->passphrase &&
                                           keys->file_key == nullptr))) {
-        throw NoKeyError(archive.filename().string() +
+        throw NoKeyError(shown +
                          " is encrypted and no key is configured (set [backup] identity_file or "
                          "MLKEEPER_AGE_IDENTITY, or encrypt_passphrase_file)");
     }

@@ -15,6 +15,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "mlkeeper/backup/codec.hpp"
@@ -39,9 +40,11 @@ class TarReader {
     // std::runtime_error when it is not a zstd/gzip stream. An encrypted archive (".age") is
     // decrypted with `keys`: without usable keys it throws NoKeyError, with wrong ones
     // crypto::AgeError (kNoIdentityMatched, kBadPassphrase), and later reads throw AgeError for
-    // tampered or truncated data.
+    // tampered or truncated data. `name` is the archive's name, which says whether it is
+    // encrypted (default: the file's own name; a temp file being written passes the name it will
+    // get).
     explicit TarReader(const std::filesystem::path& archive,
-                       const crypto::DecryptWith* keys = nullptr);
+                       const crypto::DecryptWith* keys = nullptr, std::string_view name = {});
     ~TarReader();
     TarReader(const TarReader&) = delete;
     TarReader& operator=(const TarReader&) = delete;

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 
 #include <fmt/format.h>
+#include <optional>
 #include <set>
+#include <string_view>
 #include <system_error>
 
 #include "mlkeeper/backup/checksums.hpp"
@@ -100,12 +102,13 @@ std::string check_entries(TarReader& reader, const Manifest& m, VerifyResult& r,
     return {};
 }
 
-}  // namespace
-
-VerifyResult verify_archive(const std::filesystem::path& archive, util::ProgressMode mode,
-                            const crypto::DecryptWith* keys) {
-    auto started = std::chrono::steady_clock::now();
-    VerifyResult r;
+// Checks the archive file `file` (named `name`) against `manifest` (may be null: integrity only)
+// and the expected SHA-256 (`expected`, named `expected_from` in messages).
+VerifyResult check_file(const std::filesystem::path& file, const std::string& name,
+                        const Manifest* manifest, const std::optional<std::string>& expected,
+                        std::string_view expected_from, util::ProgressMode mode,
+                        const crypto::DecryptWith* keys, VerifyResult r,
+                        std::chrono::steady_clock::time_point started) {
     auto done = [&](std::string problem) {
         r.ok = problem.empty();
         r.problem = std::move(problem);
@@ -113,31 +116,6 @@ VerifyResult verify_archive(const std::filesystem::path& archive, util::Progress
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         return r;
     };
-    auto name = archive.filename().string();
-    std::optional<Manifest> manifest;
-    try {
-        manifest = read_manifest(manifest_path_for(archive));
-    } catch (const std::system_error& e) {
-        if (e.code().value() != ENOENT) {
-            return done(e.what());
-        }
-        r.level = VerifyLevel::kIntegrityOnly;
-    } catch (const std::exception& e) {
-        return done(e.what());
-    }
-    std::optional<std::string> listed;
-    try {
-        auto sums = read_checksums(archive.parent_path() / "checksums.txt");
-        if (auto it = sums.find(name); it != sums.end()) {
-            listed = it->second;
-        }
-    } catch (const std::exception& e) {
-        return done(e.what());
-    }
-    if (manifest && listed && *listed != manifest->archive_sha256) {
-        return done(fmt::format("checksums.txt and the manifest disagree about {}", name));
-    }
-
     std::uint64_t total = manifest ? manifest->totals.stored_bytes : 0;
     util::Progress progress(fmt::format("verify {}", name), total, mode);
     std::string problem;
@@ -145,14 +123,13 @@ VerifyResult verify_archive(const std::filesystem::path& archive, util::Progress
     try {
         std::optional<TarReader> opened;
         try {
-            opened.emplace(archive, keys);
+            opened.emplace(file, keys, name);
         } catch (const NoKeyError&) {
             // Without the key only the outer checksum can be checked.
             r.level = VerifyLevel::kChecksumOnly;
-            r.archive_sha256 = util::sha256_file_hex(archive);
-            r.archive_bytes = std::filesystem::file_size(archive);
+            r.archive_sha256 = util::sha256_file_hex(file);
+            r.archive_bytes = std::filesystem::file_size(file);
             progress.finish();
-            auto expected = manifest ? std::optional(manifest->archive_sha256) : listed;
             if (!expected) {
                 return done(
                     fmt::format("{} is encrypted, has no manifest or checksum line, and "
@@ -161,8 +138,7 @@ VerifyResult verify_archive(const std::filesystem::path& archive, util::Progress
             }
             if (r.archive_sha256 != *expected) {
                 return done(fmt::format("{} is corrupt: SHA-256 {} but {} says {}", name,
-                                        r.archive_sha256,
-                                        manifest ? "the manifest" : "checksums.txt", *expected));
+                                        r.archive_sha256, expected_from, *expected));
             }
             return done("");
         }
@@ -193,16 +169,64 @@ VerifyResult verify_archive(const std::filesystem::path& archive, util::Progress
             e.what()));
     }
     progress.finish();
-    auto expected = manifest ? std::optional(manifest->archive_sha256) : listed;
     if (expected && r.archive_sha256 != *expected) {
         return done(fmt::format("{} is corrupt: SHA-256 {} but {} says {}", name, r.archive_sha256,
-                                manifest ? "the manifest" : "checksums.txt", *expected));
+                                expected_from, *expected));
     }
     if (manifest && r.archive_bytes != manifest->archive_size) {
         return done(fmt::format("{} has {} bytes but the manifest says {}", name, r.archive_bytes,
                                 manifest->archive_size));
     }
     return done({});
+}
+
+}  // namespace
+
+VerifyResult verify_archive(const std::filesystem::path& archive, util::ProgressMode mode,
+                            const crypto::DecryptWith* keys) {
+    auto started = std::chrono::steady_clock::now();
+    VerifyResult r;
+    auto fail = [&](std::string problem) {
+        r.ok = false;
+        r.problem = std::move(problem);
+        r.seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        return r;
+    };
+    auto name = archive.filename().string();
+    std::optional<Manifest> manifest;
+    try {
+        manifest = read_manifest(manifest_path_for(archive));
+    } catch (const std::system_error& e) {
+        if (e.code().value() != ENOENT) {
+            return fail(e.what());
+        }
+        r.level = VerifyLevel::kIntegrityOnly;
+    } catch (const std::exception& e) {
+        return fail(e.what());
+    }
+    std::optional<std::string> listed;
+    try {
+        auto sums = read_checksums(archive.parent_path() / "checksums.txt");
+        if (auto it = sums.find(name); it != sums.end()) {
+            listed = it->second;
+        }
+    } catch (const std::exception& e) {
+        return fail(e.what());
+    }
+    if (manifest && listed && *listed != manifest->archive_sha256) {
+        return fail(fmt::format("checksums.txt and the manifest disagree about {}", name));
+    }
+    auto expected = manifest ? std::optional(manifest->archive_sha256) : listed;
+    return check_file(archive, name, manifest ? &*manifest : nullptr, expected,
+                      manifest ? "the manifest" : "checksums.txt", mode, keys, r, started);
+}
+
+VerifyResult verify_written(const std::filesystem::path& file, const Manifest& manifest,
+                            const crypto::DecryptWith* keys) {
+    return check_file(file, manifest.archive, &manifest, manifest.archive_sha256, "the manifest",
+                      util::ProgressMode::kNever, keys, VerifyResult{},
+                      std::chrono::steady_clock::now());
 }
 
 void mark_verified(const std::filesystem::path& archive) {

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <string>
 
+#include "mlkeeper/backup/manifest.hpp"
 #include "mlkeeper/crypto/age_stream.hpp"
 #include "mlkeeper/util/progress.hpp"
 
@@ -31,6 +32,13 @@ struct VerifyResult {
 
 VerifyResult verify_archive(const std::filesystem::path& archive,
                             util::ProgressMode progress = util::ProgressMode::kNever,
+                            const crypto::DecryptWith* keys = nullptr);
+
+// Verifies an archive just written and not yet in place: `file` (its temp file) against the
+// manifest in memory (whose `archive` names it and whose archive_sha256/size it must match),
+// reading neither the manifest file nor checksums.txt. Lets a backup check its archive while the
+// file's fsync is still running.
+VerifyResult verify_written(const std::filesystem::path& file, const Manifest& manifest,
                             const crypto::DecryptWith* keys = nullptr);
 
 // After a passed verification: records verified_at in the manifest.

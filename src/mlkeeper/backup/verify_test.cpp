@@ -3,10 +3,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 
 #include "mlkeeper/backup/create.hpp"
+#include "mlkeeper/crypto/age_keys.hpp"
 #include "support/temp_dir.hpp"
 #include "support/tree.hpp"
 
@@ -92,6 +94,80 @@ TEST(Verify, ChecksumsFileDisagreeingWithTheManifestIsReported) {
     auto r = verify_archive(archive);
     EXPECT_FALSE(r.ok);
     EXPECT_THAT(r.problem, HasSubstr("disagree"));
+}
+
+CreateResult create_verified(const mlk::testing::TempDir& t, const crypto::EncryptTo* encrypt) {
+    auto source = mlk::testing::make_model_tree(t.path(), "models");
+    auto dest = t / "dest";
+    fs::create_directories(dest);
+    auto scan = scan_source(source, nullptr);
+    CreateOptions o;
+    o.source = source;
+    o.dest = dest;
+    o.threads = 2;
+    o.progress = util::ProgressMode::kNever;
+    o.tool_version = "test";
+    o.encrypt = encrypt;
+    o.verify = CreateOptions::Verify::kYes;
+    auto now = std::chrono::system_clock::now();
+    return create_archive(
+        o, scan,
+        next_archive_path(dest, Codec::kZstd, now, encrypt ? Encrypted::kYes : Encrypted::kNo),
+        now);
+}
+
+// The backup's own check runs before the archive is in place; its verdict lands in the manifest.
+TEST(Verify, ACreatedArchiveIsVerifiedBeforeItIsPutInPlace) {
+    mlk::testing::TempDir t;
+    auto created = create_verified(t, nullptr);
+    ASSERT_TRUE(created.verification.has_value());
+    EXPECT_TRUE(created.verification->ok) << created.verification->problem;
+    EXPECT_GT(created.verification->bytes, 0u);
+    EXPECT_EQ(created.verification->archive_sha256, created.manifest.archive_sha256);
+    EXPECT_TRUE(created.manifest.verified_at.has_value());
+    EXPECT_TRUE(read_manifest(manifest_path_for(created.archive)).verified_at.has_value());
+    EXPECT_TRUE(verify_archive(created.archive).ok);
+}
+
+TEST(Verify, AnEncryptedArchiveIsVerifiedWithItsOwnFileKey) {
+    mlk::testing::TempDir t;
+    crypto::EncryptTo to;
+    to.recipients.push_back(crypto::X25519Identity::generate().recipient());
+    auto created = create_verified(t, &to);
+    ASSERT_TRUE(created.verification.has_value());
+    EXPECT_TRUE(created.verification->ok) << created.verification->problem;
+    EXPECT_EQ(created.verification->level, VerifyLevel::kFull);
+    EXPECT_GT(created.verification->entries, 1u);
+}
+
+// verify_written reads only the file it is given and the manifest in memory: a flipped byte, a
+// cut file or a manifest that disagrees are each reported.
+TEST(Verify, VerifyWrittenChecksTheFileAgainstTheManifestInMemory) {
+    mlk::testing::TempDir t;
+    auto archive = make_archive(t, Codec::kZstd);
+    auto m = read_manifest(manifest_path_for(archive));
+    auto copy = t / "dest" / ".temp-copy";
+    auto original = mlk::testing::slurp(archive);
+    std::ofstream(copy, std::ios::binary) << original;
+    EXPECT_TRUE(verify_written(copy, m).ok);
+
+    auto bad = original;
+    bad[bad.size() / 2] = static_cast<char>(bad[bad.size() / 2] ^ 0x20);
+    std::ofstream(copy, std::ios::binary | std::ios::trunc) << bad;
+    auto r = verify_written(copy, m);
+    EXPECT_FALSE(r.ok);
+    EXPECT_THAT(r.problem, HasSubstr(m.archive));
+
+    std::ofstream(copy, std::ios::binary | std::ios::trunc) << original;
+    auto wrong = m;
+    auto file = std::find_if(wrong.entries.begin(), wrong.entries.end(),
+                             [](const ManifestEntry& e) { return e.type == EntryType::kFile; });
+    ASSERT_NE(file, wrong.entries.end());
+    file->sha256 = std::string(64, '0');
+    EXPECT_THAT(verify_written(copy, wrong).problem, HasSubstr("is corrupt: SHA-256"));
+    wrong = m;
+    wrong.archive_sha256 = std::string(64, 'f');
+    EXPECT_THAT(verify_written(copy, wrong).problem, HasSubstr("SHA-256"));
 }
 
 }  // namespace

@@ -174,6 +174,17 @@ void AtomicFileWriter::write(std::string_view data) {
     }
 }
 
+void AtomicFileWriter::sync() const {
+    require_open("sync");
+    int rc;
+    do {
+        rc = ops_->fsync(fd_);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+        throw_errno(errno, "cannot fsync " + temp_path_.string());
+    }
+}
+
 void AtomicFileWriter::commit() {
     require_open("commit");
     if (durability_ == Durability::kFsync) {

@@ -51,6 +51,12 @@ class AtomicFileWriter {
     // temp path on failure; std::logic_error if called after commit() or a failure.
     void write(std::string_view data);
 
+    // fsyncs the temp file now, so that commit()'s own fsync finds nothing left to write: lets a
+    // caller overlap the wait for the disk with other work (reading the temp file back, say).
+    // May run on another thread as long as nobody calls write() or commit() meanwhile. Throws
+    // std::system_error on failure and leaves the writer as it was (commit() would fail too).
+    void sync() const;
+
     // Makes the new content the destination. Throws std::system_error naming the path on failure
     // (see the class comment for what is left behind); std::logic_error if called twice or after
     // a failure.
