@@ -163,6 +163,60 @@ TEST_F(ApiTest, ModelsStartAndStopThroughTheApiAndTheCli) {
     EXPECT_THAT(log, ::testing::Not(HasSubstr(kAdmin))) << "tokens never reach the log";
 }
 
+// The agent's model proxy starts a stopped model on the first request, the monitor API reports
+// the request, the idle reaper stops the model once idle, the counters survive a restart, and the
+// NGINX config is rendered (and checked and reloaded with the configured commands) at start.
+TEST_F(ApiTest, TheProxyStartsAModelOnDemandAndTheReaperStopsItWhenIdle) {
+    const int proxy_port = testing::free_port();
+    const auto nginx_conf = mk_.dir() / "nginx" / "models.conf";
+    const auto nginx_calls = mk_.dir() / "nginx-calls.log";
+    fs::create_directories(nginx_conf.parent_path());
+    write_config(
+        "\n[proxy]\nenabled = true\nlisten = \"127.0.0.1:" + std::to_string(proxy_port) +
+        "\"\n\n[nginx]\nenabled = true\noutput = \"" + nginx_conf.string() +
+        "\"\ntest_command = [\"/bin/sh\", \"-c\", \"echo test >> '" + nginx_calls.string() +
+        "'\"]\nreload_command = [\"/bin/sh\", \"-c\", \"echo reload >> '" + nginx_calls.string() +
+        "'\"]\n\n[models]\nreaper_interval = \"1s\"\nidle_timeout = \"3s\"\n");
+    auto agent = start_agent();
+
+    EXPECT_THAT(testing::slurp(nginx_conf), HasSubstr("location /models/web/"));
+    EXPECT_EQ(testing::slurp(nginx_calls), "test\nreload\n");
+
+    core::HttpRequest r;
+    r.url = "http://127.0.0.1:" + std::to_string(proxy_port) + "/models/web/";
+    r.timeout = 30s;
+    auto through = core::http_request(r);
+    EXPECT_EQ(through.status, 200) << through.body << testing::slurp(mk_.dir() / "agent.log");
+    EXPECT_EQ(nlohmann::json::parse(get("/api/v1/models/web", kViewer).body)["state"], "running");
+
+    auto active = get("/api/v1/models/active?window=10m", kViewer);
+    ASSERT_EQ(active.status, 200) << active.body;
+    auto listed = nlohmann::json::parse(active.body)["models"];
+    ASSERT_EQ(listed.size(), 1u) << active.body;
+    EXPECT_EQ(listed[0]["name"], "web");
+    EXPECT_EQ(listed[0]["requests"], 1);
+    EXPECT_EQ(get("/api/v1/models/active?window=forever", kViewer).status, 400);
+
+    EXPECT_TRUE(testing::wait_until(
+        [&] {
+            return nlohmann::json::parse(get("/api/v1/models/web", kViewer).body)["state"] ==
+                   "stopped";
+        },
+        20s))
+        << "the idle reaper never stopped the model\n"
+        << testing::slurp(mk_.dir() / "mlkeeper.log");
+    auto reaper = nlohmann::json::parse(get("/api/v1/reaper", kViewer).body);
+    EXPECT_THAT(reaper.dump(), HasSubstr("web"));
+    EXPECT_THAT(testing::slurp(mk_.dir() / "mlkeeper.log"), HasSubstr("idle for"));
+    stop_agent(agent);
+
+    auto again = start_agent();
+    auto counters = get("/api/v1/activity", kViewer);
+    ASSERT_EQ(counters.status, 200) << counters.body;
+    EXPECT_THAT(counters.body, HasSubstr("\"requests\":1")) << counters.body;
+    stop_agent(again);
+}
+
 TEST_F(ApiTest, AShutdownSurvivesAnAgentRestartAndRunsTheConfiguredCommand) {
     write_config();
     auto agent = start_agent();

@@ -7,14 +7,21 @@
 #include "mlkeeper/api/api_settings.hpp"
 #include "mlkeeper/api/auth.hpp"
 #include "mlkeeper/api/model_routes.hpp"
+#include "mlkeeper/api/monitor_routes.hpp"
 #include "mlkeeper/api/router.hpp"
 #include "mlkeeper/api/server.hpp"
 #include "mlkeeper/api/shutdown_routes.hpp"
 #include "mlkeeper/core/config.hpp"
 #include "mlkeeper/core/state_store.hpp"
+#include "mlkeeper/homelab/access_log_tailer.hpp"
+#include "mlkeeper/homelab/activity.hpp"
+#include "mlkeeper/homelab/idle_reaper.hpp"
 #include "mlkeeper/homelab/model_backend.hpp"
 #include "mlkeeper/homelab/model_manager.hpp"
+#include "mlkeeper/homelab/model_proxy.hpp"
 #include "mlkeeper/homelab/model_registry.hpp"
+#include "mlkeeper/homelab/nginx_apply.hpp"
+#include "mlkeeper/homelab/nginx_config.hpp"
 #include "mlkeeper/homelab/shutdown_service.hpp"
 
 namespace mlk::agent {
@@ -27,6 +34,11 @@ constexpr std::chrono::seconds kStopModelsBudget{60};
 
 struct Services {
     std::unique_ptr<homelab::ModelManager> models;
+    std::unique_ptr<homelab::ActivityTracker> activity;
+    std::unique_ptr<homelab::AccessLogTailer> tailer;     // saves the counters with its position
+    std::unique_ptr<homelab::ActivityAutosave> autosave;  // ... or this does, never both
+    std::unique_ptr<homelab::IdleReaper> reaper;
+    std::unique_ptr<homelab::ModelProxy> proxy;
     std::unique_ptr<homelab::ShutdownService> shutdown;
     api::Router router;
     std::unique_ptr<api::ApiServer> server;
@@ -35,9 +47,21 @@ struct Services {
     Services(const Services&) = delete;
     Services& operator=(const Services&) = delete;
     ~Services() {
-        if (server) {
-            server->stop();  // no new operations while the models stop
+        // No new requests or operations first, then no idle stops, then the counters' final
+        // save, and only then the models themselves.
+        if (proxy) {
+            proxy->stop();
         }
+        if (server) {
+            server->stop();
+        }
+        if (reaper) {
+            reaper->stop();
+        }
+        if (tailer) {
+            tailer->stop();
+        }
+        autosave.reset();
         if (models) {
             models->stop_monitor();
             models->stop_all(kStopModelsBudget);
@@ -45,25 +69,68 @@ struct Services {
     }
 };
 
+// Request counters (restored from the state store), their source besides the proxy (an NGINX
+// access log) and the idle reaper. The reaper only runs where requests are seen at all: without
+// the proxy or an access log every model would look idle and be stopped.
+void start_activity(Services& s, const core::Config& cfg, core::StateStore& state,
+                    const std::vector<homelab::ModelSpec>& specs, bool proxy_on) {
+    std::vector<std::string> names;
+    for (const auto& spec : specs) {
+        names.push_back(spec.name);
+    }
+    s.activity = std::make_unique<homelab::ActivityTracker>(names);
+    s.activity->load(state);
+    auto* tracker = s.activity.get();
+    auto* store = &state;
+    if (auto ts = homelab::tailer_settings_from(cfg)) {
+        s.tailer = std::make_unique<homelab::AccessLogTailer>(
+            *ts, *tracker,
+            homelab::TailerPersistence{store, [tracker, store] { tracker->save(*store); }});
+        s.tailer->start();
+        spdlog::info("activity: following {}", ts->path.string());
+    } else {
+        s.autosave = std::make_unique<homelab::ActivityAutosave>(
+            [tracker, store] { tracker->save(*store); },
+            std::chrono::duration_cast<std::chrono::milliseconds>(
+                cfg.duration("activity.persist_interval")));
+    }
+    if (!proxy_on && !s.tailer) {
+        spdlog::info(
+            "models: idle reaper off: no requests are seen (enable [proxy] or set [activity] "
+            "access_log)");
+        return;
+    }
+    s.reaper = std::make_unique<homelab::IdleReaper>(homelab::reaper_settings_from(cfg), *s.models,
+                                                     *tracker, specs);
+    s.reaper->start();
+}
 }  // namespace
 
 std::shared_ptr<void> start_services(const core::Config& cfg, core::StateStore& state,
                                      const std::filesystem::path& state_dir) {
     auto s = std::make_shared<Services>();
     const bool api_on = cfg.boolean("api.enabled");
+    const bool proxy_on = cfg.boolean("proxy.enabled");
     auto specs = homelab::load_models(cfg);
-    if (!specs.empty() || api_on) {
+    if (!specs.empty() || api_on || proxy_on) {
         const auto defaults = homelab::model_defaults(cfg);
         homelab::BackendEnv env;
         env.log_dir = defaults.log_dir.empty() ? state_dir / "models" : defaults.log_dir;
         env.log_max_size = defaults.log_max_size;
         env.log_keep = defaults.log_keep;
-        const std::size_t n = specs.size();
         s->models = std::make_unique<homelab::ModelManager>(
-            std::move(specs),
+            specs,
             [env](const homelab::ModelSpec& spec) { return homelab::make_backend(spec, env); });
         s->models->start_monitor(kSuperviseInterval);
-        spdlog::info("models: {} registered", n);
+        spdlog::info("models: {} registered", specs.size());
+        start_activity(*s, cfg, state, specs, proxy_on);
+    }
+    if (proxy_on) {
+        const auto ps = homelab::proxy_settings_from(cfg);
+        s->proxy = std::make_unique<homelab::ModelProxy>(ps, *s->models, s->activity.get());
+        s->proxy->start();
+        spdlog::info("proxy: listening on {}:{}{}/NAME/", ps.address, s->proxy->bound_port(),
+                     ps.prefix == "/" ? "" : ps.prefix);
     }
     if (!api_on) {
         return s;
@@ -79,6 +146,7 @@ std::shared_ptr<void> start_services(const core::Config& cfg, core::StateStore& 
         std::make_unique<homelab::ShutdownService>(homelab::shutdown_settings_from(cfg), &state);
     api::add_model_routes(s->router, *s->models);
     api::add_shutdown_routes(s->router, *s->shutdown);
+    api::add_monitor_routes(s->router, *s->activity, s->reaper.get(), *s->models);
     s->server = std::make_unique<api::ApiServer>(settings, s->router, std::move(tokens));
     s->server->start();
     for (std::size_t i = 0; i < settings.listeners.size(); ++i) {
@@ -87,6 +155,24 @@ std::shared_ptr<void> start_services(const core::Config& cfg, core::StateStore& 
                      settings.listeners[i].prefix);
     }
     return s;
+}
+
+void render_nginx_if_enabled(const core::Config& cfg) {
+    if (!cfg.boolean("nginx.enabled")) {
+        return;
+    }
+    try {
+        const auto r =
+            homelab::render_and_apply(homelab::nginx_settings_from(cfg), homelab::load_models(cfg));
+        if (!r.ok()) {
+            spdlog::error("nginx: {} kept its previous content: {}", r.path.string(), r.error);
+        } else if (r.outcome == homelab::ApplyOutcome::kApplied) {
+            spdlog::info("nginx: wrote {}{}", r.path.string(),
+                         r.reloaded ? " and reloaded nginx" : "");
+        }
+    } catch (const std::exception& e) {
+        spdlog::error("nginx: cannot render the models' configuration: {}", e.what());
+    }
 }
 
 }  // namespace mlk::agent

@@ -1,7 +1,8 @@
 // The agent's long-running services besides the scheduler: the model manager (supervising the
-// [models.NAME] registry), the shutdown timer and the REST API serving both. Built from the
-// configuration, started together and stopped in the safe order (stop answering requests, then
-// stop the models the agent started, then the timer).
+// [models.NAME] registry), the request counters (fed by the model proxy and an NGINX access
+// log) with the idle reaper, the model proxy, the shutdown timer and the REST API serving them.
+// Built from the configuration, started together and stopped in the safe order (stop answering
+// requests, then stop reaping and save the counters, then stop the models the agent started).
 // Thread safety: construct and destroy from one thread; the services themselves are thread-safe.
 #pragma once
 
@@ -15,12 +16,18 @@ class StateStore;
 
 namespace mlk::agent {
 
-// Starts what `cfg` asks for: the API only with [api] enabled = true (the agent opens no port
-// otherwise); the model manager whenever models are registered; the shutdown timer with the API
+// Starts what `cfg` asks for: the API only with [api] enabled = true and the model proxy only
+// with [proxy] enabled = true (the agent opens no port otherwise); the model manager whenever
+// models are registered or either is on; the shutdown timer with the API
 // (a schedule a previous agent left is resumed). `state_dir` holds the models' logs by default.
 // Throws mlk::Error / ConfigError when a listener cannot bind or the tokens file is unsafe. The
 // returned object stops everything when destroyed.
 std::shared_ptr<void> start_services(const core::Config& cfg, core::StateStore& state,
                                      const std::filesystem::path& state_dir);
+
+// With [nginx] enabled = true: renders the models' NGINX config from `cfg` and applies it
+// (nginx -t, reload); a failure is logged, never thrown, so a broken nginx cannot stop the agent.
+// Called at start and on every SIGHUP.
+void render_nginx_if_enabled(const core::Config& cfg);
 
 }  // namespace mlk::agent

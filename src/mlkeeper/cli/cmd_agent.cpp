@@ -58,6 +58,7 @@ WatchdogSec=60).)");
                         cfg = core::Config::load(in);
                     }
                     *first = false;
+                    agent::render_nginx_if_enabled(cfg);
                     agent::AgentConfig ac;
                     ac.jobs = sched::load_jobs(cfg);
                     ac.cgroup_parent = cfg.path("schedule.cgroup_parent");

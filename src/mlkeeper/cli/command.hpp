@@ -105,6 +105,7 @@ Command schedule_command();
 Command agent_command();
 Command models_command();    // REST client of the agent
 Command shutdown_command();  // REST client of the agent
+Command nginx_command();     // renders and applies the NGINX config for the models
 Command maintain_command();
 Command keygen_command();
 

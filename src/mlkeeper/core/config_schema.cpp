@@ -15,6 +15,7 @@ constexpr std::array kSections = {
     std::string_view{"schedule"}, std::string_view{"agent"},     std::string_view{"models"},
     std::string_view{"shutdown"}, std::string_view{"nginx"},     std::string_view{"state"},
     std::string_view{"log"},      std::string_view{"backup.s3"}, std::string_view{"api"},
+    std::string_view{"activity"}, std::string_view{"proxy"},
 };
 
 constexpr double kDay = 86400;
@@ -772,6 +773,7 @@ constexpr std::array kKeys = {
     KeySpec{"models", "log_dir", kPath, "", "MLKEEPER_MODELS_LOG_DIR", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Where process models' stdout/stderr go, as NAME.log (default: <state dir>/models)"},
     KeySpec{"models", "log_max_size", kSize, "10MB", "MLKEEPER_MODELS_LOG_MAX_SIZE", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Rotate NAME.log to NAME.log.1 when it would grow past this (0 = never rotate)"},
     KeySpec{"models", "log_keep", kInt, "3", "MLKEEPER_MODELS_LOG_KEEP", 0, 100, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Rotated model logs kept (NAME.log.1 ... NAME.log.N); 0 = truncate instead"},
+    KeySpec{"models", "reaper_interval", kDuration, "60s", "MLKEEPER_MODELS_REAPER_INTERVAL", 1, 86400, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "How often the idle reaper looks for models idle longer than their idle_timeout"},
     KeySpec{"api", "enabled", kBool, "false", "MLKEEPER_API_ENABLED", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Serve the REST API (model control, shutdown, monitor) from `mlkeeper agent` on the listeners below; off by default so the agent opens no port unless asked"},
     KeySpec{"api", "listen", kString, "", "MLKEEPER_API_LISTEN", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Single-port mode: one HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080) serving every API under /api/v1 plus /health; when set, the listen_* keys are ignored. Empty: the seeds' three ports"},
     KeySpec{"api", "listen_shutdown", kString, "127.0.0.1:5001", "MLKEEPER_API_LISTEN_SHUTDOWN", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "HOST:PORT of the shutdown API (POST/DELETE/GET /shutdown, GET /uptime); empty disables it"},
@@ -791,6 +793,52 @@ constexpr std::array kKeys = {
     KeySpec{"api", "client_token_file", kPath, "", "MLKEEPER_API_CLIENT_TOKEN_FILE", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "File holding only the API token the CLI sends as Bearer (not readable by other users: mode 0600 or 0640); empty = no token"},
     KeySpec{"shutdown", "command", kStringList, "systemctl poweroff", "MLKEEPER_SHUTDOWN_COMMAND", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Power-off command the agent runs (argv, no shell) when a scheduled shutdown is due, e.g. [\"sudo\", \"-n\", \"/usr/bin/systemctl\", \"poweroff\"] (docs/SHUTDOWN.md: polkit rule or sudoers line)"},
     KeySpec{"shutdown", "max_delay", kDuration, "7d", "MLKEEPER_SHUTDOWN_MAX_DELAY", 60, kYear, {}, DurationUnit::kMinutes, Sensitivity::kPlain, "Longest delay POST /shutdown and `mlkeeper shutdown schedule` accept (plain number = minutes; at least 1 minute)"},
+    // clang-format on
+
+    // clang-format off
+    // [nginx] — `mlkeeper nginx render|configmap` (homelab/nginx_config, nginx_apply, k8s_configmap; docs/NGINX.md)
+    KeySpec{"nginx", "output", kPath, "/etc/nginx/conf.d/mlkeeper-models.conf", "MLKEEPER_NGINX_OUTPUT", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "The file `mlkeeper nginx render` writes: a whole server {} block for a directory nginx.conf includes in http {} (\"-\" = print it instead)"},
+    KeySpec{"nginx", "listen", kString, "8080", "MLKEEPER_NGINX_LISTEN", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Where that server listens: PORT, HOST:PORT, *:PORT or [IPV6]:PORT (its own port, so the default site on 80 does not shadow it)"},
+    KeySpec{"nginx", "server_name", kString, "_", "MLKEEPER_NGINX_SERVER_NAME", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "server_name of that server: space-separated host names, or _"},
+    KeySpec{"nginx", "location_prefix", kString, "/models", "MLKEEPER_NGINX_LOCATION_PREFIX", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Each model is served under PREFIX/NAME/ (the prefix is stripped before the model sees the path)"},
+    KeySpec{"nginx", "upstream", kChoice, "direct", "MLKEEPER_NGINX_UPSTREAM", 0, 0, "direct|proxy", DurationUnit::kSeconds, Sensitivity::kPlain, "direct: nginx proxies to each model's port on upstream_host; proxy: to the agent's reverse proxy (proxy_url), which starts stopped models on demand"},
+    KeySpec{"nginx", "upstream_host", kString, "127.0.0.1", "MLKEEPER_NGINX_UPSTREAM_HOST", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "With upstream \"direct\": the host the models listen on (host name, IPv4 or [IPv6])"},
+    KeySpec{"nginx", "proxy_url", kString, "http://127.0.0.1:5080/models", "MLKEEPER_NGINX_PROXY_URL", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "With upstream \"proxy\": http://HOST:PORT/PREFIX of the agent's model proxy; /models/NAME/x goes to PROXY_URL/NAME/x"},
+    KeySpec{"nginx", "upstream_keepalive", kInt, "16", "MLKEEPER_NGINX_UPSTREAM_KEEPALIVE", 0, 10000, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Idle keep-alive connections nginx keeps to each model (0 = a new connection per request)"},
+    KeySpec{"nginx", "access_log", kPath, "/var/log/nginx/mlkeeper-models.access.log", "MLKEEPER_NGINX_ACCESS_LOG", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Access log of that server, one JSON object a line (docs/formats/nginx-access-log.md); the agent's activity tracker tails it"},
+    KeySpec{"nginx", "connect_timeout", kDuration, "10s", "MLKEEPER_NGINX_CONNECT_TIMEOUT", 1, 75, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "proxy_connect_timeout: how long nginx waits to connect to a model (at most 75s)"},
+    KeySpec{"nginx", "read_timeout", kDuration, "10m", "MLKEEPER_NGINX_READ_TIMEOUT", 1, 86400, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "proxy_read_timeout: longest silence between two reads from a model (a generation may think long before its first token; with upstream = proxy it must also cover a cold start)"},
+    KeySpec{"nginx", "send_timeout", kDuration, "5m", "MLKEEPER_NGINX_SEND_TIMEOUT", 1, 86400, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "proxy_send_timeout: longest wait between two writes of a request to a model"},
+    KeySpec{"nginx", "max_body", kSize, "100MB", "MLKEEPER_NGINX_MAX_BODY", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "client_max_body_size of the model locations (prompts with images are large); 0 = no limit"},
+    KeySpec{"nginx", "test_command", kStringList, "nginx -t", "MLKEEPER_NGINX_TEST_COMMAND", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Checks the configuration with the new file in place (argv, no shell); on failure the old file is put back"},
+    KeySpec{"nginx", "reload_command", kStringList, "nginx -s reload", "MLKEEPER_NGINX_RELOAD_COMMAND", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Makes nginx load the new file (argv, no shell), e.g. [\"systemctl\", \"reload\", \"nginx\"]"},
+    KeySpec{"nginx", "command_timeout", kDuration, "30s", "MLKEEPER_NGINX_COMMAND_TIMEOUT", 1, 600, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Longest run of test_command or reload_command"},
+    KeySpec{"nginx", "enabled", kBool, "false", "MLKEEPER_NGINX_ENABLED", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "The agent renders output at start and whenever it reloads its configuration (SIGHUP)"},
+    KeySpec{"nginx", "render_on_model_change", kBool, "false", "MLKEEPER_NGINX_RENDER_ON_MODEL_CHANGE", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "With enabled and upstream = direct: re-render on every model start/stop so only running models are proxied (stopped ones answer 503 model_stopped)"},
+    KeySpec{"nginx", "k8s_namespace", kString, "inference-manager", "MLKEEPER_NGINX_K8S_NAMESPACE", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "`mlkeeper nginx configmap`: namespace of both ConfigMaps (a DNS-1123 label)"},
+    KeySpec{"nginx", "k8s_configmap", kString, "mlkeeper-nginx-models", "MLKEEPER_NGINX_K8S_CONFIGMAP", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "`mlkeeper nginx configmap`: name of the ConfigMap holding the config as data \"models.conf\""},
+    KeySpec{"nginx", "k8s_url_configmap", kString, "inference-service-url", "MLKEEPER_NGINX_K8S_URL_CONFIGMAP", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "`mlkeeper nginx configmap`: name of the ConfigMap holding INFERENCE_SERVICE_URL"},
+    KeySpec{"nginx", "inference_service_url", kString, "", "MLKEEPER_NGINX_INFERENCE_SERVICE_URL", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "INFERENCE_SERVICE_URL in that ConfigMap; empty = the model API's URL derived from [api] (client_url, listen or listen_models)"},
+    // clang-format on
+
+    // clang-format off
+    // [activity] — request counters of the models (homelab/activity, homelab/access_log_tailer)
+    KeySpec{"activity", "access_log", kPath, "", "MLKEEPER_ACTIVITY_ACCESS_LOG", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "NGINX access log to follow for model requests (survives logrotate create and copytruncate); empty = off (the agent's own proxy still counts)"},
+    KeySpec{"activity", "access_log_format", kChoice, "json", "MLKEEPER_ACTIVITY_ACCESS_LOG_FORMAT", 0, 0, "json|combined", DurationUnit::kSeconds, Sensitivity::kPlain, "Format of that log: json = the mlkeeper_json log_format of `mlkeeper nginx render` (docs/formats/nginx-access-log.md); combined = NGINX's default, the model taken from the path after location_prefix"},
+    KeySpec{"activity", "location_prefix", kString, "/models", "MLKEEPER_ACTIVITY_LOCATION_PREFIX", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "combined format: requests for /models/NAME/... count for model NAME"},
+    KeySpec{"activity", "poll_interval", kDuration, "1s", "MLKEEPER_ACTIVITY_POLL_INTERVAL", 1, 3600, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "How often the access log is read"},
+    KeySpec{"activity", "persist_interval", kDuration, "60s", "MLKEEPER_ACTIVITY_PERSIST_INTERVAL", 1, 86400, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "How often the counters and the log position are saved to the state store (also at agent stop)"},
+
+    // [proxy] — the agent's reverse proxy to the models (homelab/model_proxy, docs/PROXY.md)
+    KeySpec{"proxy", "enabled", kBool, "false", "MLKEEPER_PROXY_ENABLED", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Run the model proxy in `mlkeeper agent`: /{prefix}/{model}/... forwarded to the model's port, stopped models started on demand; off by default so the agent opens no port unless asked"},
+    KeySpec{"proxy", "listen", kString, "127.0.0.1:5080", "MLKEEPER_PROXY_LISTEN", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "HOST:PORT the proxy listens on (IP literal or localhost; [::1]:5080 for IPv6). It has no authentication: keep it on loopback or behind a proxy that authenticates"},
+    KeySpec{"proxy", "prefix", kString, "/models", "MLKEEPER_PROXY_PREFIX", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Path prefix of the model URLs: /models serves /models/NAME/...; \"/\" serves /NAME/..."},
+    KeySpec{"proxy", "max_connections", kInt, "1024", "MLKEEPER_PROXY_MAX_CONNECTIONS", 1, 65536, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Client connections served at once (one thread each); more get 503 and are closed"},
+    KeySpec{"proxy", "queue_limit", kInt, "64", "MLKEEPER_PROXY_QUEUE_LIMIT", 0, 100000, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Requests per model that may wait for its cold start; more get 503 with Retry-After. 0 = never start a model on demand (503)"},
+    KeySpec{"proxy", "keepalive", kInt, "32", "MLKEEPER_PROXY_KEEPALIVE", 0, 4096, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Idle keep-alive connections kept open to each model; 0 = a new connection per request"},
+    KeySpec{"proxy", "max_header", kSize, "32KiB", "MLKEEPER_PROXY_MAX_HEADER", 1024, 1024 * 1024, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Largest request line plus headers accepted; larger ones get 431"},
+    KeySpec{"proxy", "client_timeout", kDuration, "60", "MLKEEPER_PROXY_CLIENT_TIMEOUT", 1, 3600, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "How long a client's read or write may stall (request arriving, response being read) and how long an idle keep-alive connection stays open (plain number = seconds)"},
+    KeySpec{"proxy", "upstream_timeout", kDuration, "300", "MLKEEPER_PROXY_UPSTREAM_TIMEOUT", 1, 86400, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "How long a model may take to start answering (then 504), and the longest pause inside a response (streams are cut); connects take at most 5 s of it (plain number = seconds)"},
     // clang-format on
 };
 
