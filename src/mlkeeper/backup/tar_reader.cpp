@@ -32,7 +32,10 @@ void TarReader::ArchiveFree::operator()(struct archive* a) const {
 
 TarReader::TarReader(const std::filesystem::path& archive, const crypto::DecryptWith* keys,
                      std::string_view name)
-    : path_(archive), raw_pipe_(kReadAheadChunks, kBufSize), pipe_(kReadAheadChunks, kBufSize) {
+    : path_(archive),
+      raw_pipe_(kReadAheadChunks, kBufSize),
+      plain_pipe_(kReadAheadChunks, kBufSize),
+      pipe_(kReadAheadChunks, kBufSize) {
     const std::string shown = name.empty() ? archive.filename().string() : std::string(name);
     const bool encrypted = is_encrypted_name(shown);
     if (encrypted && (keys == nullptr || (keys->identities.empty() && !keys->passphrase &&
@@ -51,8 +54,9 @@ TarReader::TarReader(const std::filesystem::path& archive, const crypto::Decrypt
         if (encrypted) {
             age_ = std::make_unique<crypto::AgeDecryptor>(
                 [this](void* buf, std::size_t cap) { return next_raw(buf, cap); }, *keys);
+            decrypt_ahead_ = std::jthread([this] { decrypt_ahead(); });
             decomp_ = std::make_unique<Decompressor>(
-                [this](void* buf, std::size_t cap) { return age_->read(buf, cap); });
+                [this](void* buf, std::size_t cap) { return next_plain(buf, cap); });
         } else {
             decomp_ = std::make_unique<Decompressor>(
                 [this](void* buf, std::size_t cap) { return next_raw(buf, cap); });
@@ -65,14 +69,16 @@ TarReader::TarReader(const std::filesystem::path& archive, const crypto::Decrypt
     } catch (...) {
         // No destructor runs: unblock the threads before they are joined.
         pipe_.cancel();
+        plain_pipe_.cancel();
         raw_pipe_.cancel();
         throw;
     }
 }
 
 TarReader::~TarReader() {
-    // Both threads unwind (PipeCancelled); the jthreads join them.
+    // Every thread unwinds (PipeCancelled); the jthreads join them.
     pipe_.cancel();
+    plain_pipe_.cancel();
     raw_pipe_.cancel();
 }
 
@@ -106,22 +112,63 @@ void TarReader::read_raw() {
     }
 }
 
-std::size_t TarReader::next_raw(void* buf, std::size_t cap) {
-    if (raw_current_ && raw_offset_ == raw_current_->size) {
-        raw_pipe_.release(std::move(*raw_current_));
-        raw_current_.reset();
+namespace {
+
+// Copies up to `cap` bytes out of the chunks of `pipe` (`current`/`offset`: the chunk being read
+// and how far); 0 at the end of the stream.
+std::size_t pull(util::ChunkPipe& pipe, std::optional<util::Chunk>& current, std::size_t& offset,
+                 void* buf, std::size_t cap) {
+    if (current && offset == current->size) {
+        pipe.release(std::move(*current));
+        current.reset();
     }
-    if (!raw_current_) {
-        raw_current_ = raw_pipe_.pop();
-        raw_offset_ = 0;
-        if (!raw_current_) {
+    if (!current) {
+        current = pipe.pop();
+        offset = 0;
+        if (!current) {
             return 0;
         }
     }
-    const std::size_t k = std::min(cap, raw_current_->size - raw_offset_);
-    std::memcpy(buf, raw_current_->data.get() + raw_offset_, k);
-    raw_offset_ += k;
+    const std::size_t k = std::min(cap, current->size - offset);
+    std::memcpy(buf, current->data.get() + offset, k);
+    offset += k;
     return k;
+}
+
+}  // namespace
+
+std::size_t TarReader::next_raw(void* buf, std::size_t cap) {
+    return pull(raw_pipe_, raw_current_, raw_offset_, buf, cap);
+}
+
+std::size_t TarReader::next_plain(void* buf, std::size_t cap) {
+    return pull(plain_pipe_, plain_current_, plain_offset_, buf, cap);
+}
+
+void TarReader::decrypt_ahead() {
+    try {
+        for (;;) {
+            util::Chunk c = plain_pipe_.acquire();
+            // Whole chunks: a decrypted piece is one 64 KiB age chunk at most.
+            while (c.size < c.capacity) {
+                const std::size_t n = age_->read(c.data.get() + c.size, c.capacity - c.size);
+                if (n == 0) {
+                    break;
+                }
+                c.size += n;
+            }
+            if (c.size == 0) {
+                plain_pipe_.release(std::move(c));
+                plain_pipe_.close();
+                return;
+            }
+            plain_pipe_.push(std::move(c));
+        }
+    } catch (const util::PipeCancelled&) {
+        return;
+    } catch (...) {
+        plain_pipe_.close(std::current_exception());
+    }
 }
 
 void TarReader::read_ahead() {
@@ -240,6 +287,9 @@ std::string TarReader::finish() {
         pipe_.release(std::move(*c));
     }
     read_ahead_.join();
+    if (decrypt_ahead_.joinable()) {
+        decrypt_ahead_.join();
+    }
     raw_reader_.join();  // it closed its pipe before the decompressor saw the end
     return raw_sha_.finish_hex();
 }

@@ -75,6 +75,8 @@ class TarReader {
   private:
     void read_raw();
     std::size_t next_raw(void* buf, std::size_t cap);
+    void decrypt_ahead();
+    std::size_t next_plain(void* buf, std::size_t cap);
     void read_ahead();
     static long read_cb(struct archive*, void* self, const void** buf);
     void check(int rc, const char* what);
@@ -96,9 +98,15 @@ class TarReader {
     util::ChunkPipe raw_pipe_;                // file bytes, read and hashed by raw_reader_
     std::optional<util::Chunk> raw_current_;  // the chunk the decompressor is reading
     std::size_t raw_offset_ = 0;
+    // Encrypted archives: decrypted (still compressed) bytes from decrypt_ahead_, so decryption
+    // runs beside reading and decompression instead of on either thread.
+    util::ChunkPipe plain_pipe_;
+    std::optional<util::Chunk> plain_current_;  // the chunk the decompressor is reading
+    std::size_t plain_offset_ = 0;
     util::ChunkPipe pipe_;                // decompressed bytes, from read_ahead_
     std::optional<util::Chunk> current_;  // the chunk libarchive is reading
     std::jthread raw_reader_;
+    std::jthread decrypt_ahead_;
     std::jthread read_ahead_;
     std::unique_ptr<struct archive, ArchiveFree> a_;
     std::exception_ptr callback_error_;
