@@ -171,16 +171,30 @@ TEST_F(ApiTest, TheProxyStartsAModelOnDemandAndTheReaperStopsItWhenIdle) {
     const auto nginx_conf = mk_.dir() / "nginx" / "models.conf";
     const auto nginx_calls = mk_.dir() / "nginx-calls.log";
     fs::create_directories(nginx_conf.parent_path());
-    write_config(
-        "\n[proxy]\nenabled = true\nlisten = \"127.0.0.1:" + std::to_string(proxy_port) +
-        "\"\n\n[nginx]\nenabled = true\noutput = \"" + nginx_conf.string() +
-        "\"\ntest_command = [\"/bin/sh\", \"-c\", \"echo test >> '" + nginx_calls.string() +
-        "'\"]\nreload_command = [\"/bin/sh\", \"-c\", \"echo reload >> '" + nginx_calls.string() +
-        "'\"]\n\n[models]\nreaper_interval = \"1s\"\nidle_timeout = \"3s\"\n");
+    write_config("\n[proxy]\nenabled = true\nlisten = \"127.0.0.1:" + std::to_string(proxy_port) +
+                 "\"\n\n[nginx]\nenabled = true\nrender_on_model_change = true\noutput = \"" +
+                 nginx_conf.string() + "\"\ntest_command = [\"/bin/sh\", \"-c\", \"echo test >> '" +
+                 nginx_calls.string() +
+                 "'\"]\nreload_command = [\"/bin/sh\", \"-c\", \"echo reload >> '" +
+                 nginx_calls.string() +
+                 "'\"]\n\n[models]\nreaper_interval = \"1s\"\nidle_timeout = \"3s\"\n");
     auto agent = start_agent();
 
-    EXPECT_THAT(testing::slurp(nginx_conf), HasSubstr("location /models/web/"));
-    EXPECT_EQ(testing::slurp(nginx_calls), "test\nreload\n");
+    // NGINX follows the running models: a stopped one answers 503 model_stopped from NGINX.
+    const auto routes_web = [&] {
+        const auto conf = testing::slurp(nginx_conf);
+        return conf.find("location /models/web/") != std::string::npos &&
+               conf.find("model web is not running") == std::string::npos;
+    };
+    EXPECT_TRUE(testing::wait_until(
+        [&] {
+            return testing::slurp(nginx_conf).find("model web is not running") != std::string::npos;
+        },
+        10s))
+        << testing::slurp(nginx_conf);
+    EXPECT_TRUE(testing::wait_until(
+        [&] { return testing::slurp(nginx_calls).starts_with("test\nreload\n"); }, 10s))
+        << testing::slurp(nginx_calls);
 
     core::HttpRequest r;
     r.url = "http://127.0.0.1:" + std::to_string(proxy_port) + "/models/web/";
@@ -188,6 +202,7 @@ TEST_F(ApiTest, TheProxyStartsAModelOnDemandAndTheReaperStopsItWhenIdle) {
     auto through = core::http_request(r);
     EXPECT_EQ(through.status, 200) << through.body << testing::slurp(mk_.dir() / "agent.log");
     EXPECT_EQ(nlohmann::json::parse(get("/api/v1/models/web", kViewer).body)["state"], "running");
+    EXPECT_TRUE(testing::wait_until(routes_web, 10s)) << testing::slurp(nginx_conf);
 
     auto active = get("/api/v1/models/active?window=10m", kViewer);
     ASSERT_EQ(active.status, 200) << active.body;
@@ -205,6 +220,7 @@ TEST_F(ApiTest, TheProxyStartsAModelOnDemandAndTheReaperStopsItWhenIdle) {
         20s))
         << "the idle reaper never stopped the model\n"
         << testing::slurp(mk_.dir() / "mlkeeper.log");
+    EXPECT_TRUE(testing::wait_until([&] { return !routes_web(); }, 10s));
     auto reaper = nlohmann::json::parse(get("/api/v1/reaper", kViewer).body);
     EXPECT_THAT(reaper.dump(), HasSubstr("web"));
     EXPECT_THAT(testing::slurp(mk_.dir() / "mlkeeper.log"), HasSubstr("idle for"));

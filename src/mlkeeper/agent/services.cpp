@@ -1,5 +1,7 @@
 #include "mlkeeper/agent/services.hpp"
 
+#include "mlkeeper/agent/nginx_follower.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <optional>
@@ -29,6 +31,8 @@ namespace {
 
 // How often crashed models are noticed and restarted.
 constexpr std::chrono::milliseconds kSuperviseInterval{1000};
+// How soon NGINX routes a model that started, or refuses one that stopped.
+constexpr std::chrono::milliseconds kFollowInterval{1000};
 // What the agent's own stop may spend stopping models.
 constexpr std::chrono::seconds kStopModelsBudget{60};
 
@@ -39,6 +43,7 @@ struct Services {
     std::unique_ptr<homelab::ActivityAutosave> autosave;  // ... or this does, never both
     std::unique_ptr<homelab::IdleReaper> reaper;
     std::unique_ptr<homelab::ModelProxy> proxy;
+    std::unique_ptr<NginxFollower> nginx;
     std::unique_ptr<homelab::ShutdownService> shutdown;
     api::Router router;
     std::unique_ptr<api::ApiServer> server;
@@ -58,6 +63,7 @@ struct Services {
         if (reaper) {
             reaper->stop();
         }
+        nginx.reset();  // the models stopping below are the agent's end, not a change to route
         if (tailer) {
             tailer->stop();
         }
@@ -125,6 +131,11 @@ std::shared_ptr<void> start_services(const core::Config& cfg, core::StateStore& 
         spdlog::info("models: {} registered", specs.size());
         start_activity(*s, cfg, state, specs, proxy_on);
     }
+    if (s->models && follows_models(cfg)) {
+        s->nginx = std::make_unique<NginxFollower>(
+            *s->models, NginxFollower::render_and_apply(homelab::nginx_settings_from(cfg), specs),
+            kFollowInterval);
+    }
     if (proxy_on) {
         const auto ps = homelab::proxy_settings_from(cfg);
         s->proxy = std::make_unique<homelab::ModelProxy>(ps, *s->models, s->activity.get());
@@ -157,8 +168,17 @@ std::shared_ptr<void> start_services(const core::Config& cfg, core::StateStore& 
     return s;
 }
 
+bool follows_models(const core::Config& cfg) {
+    return cfg.boolean("nginx.enabled") && cfg.boolean("nginx.render_on_model_change") &&
+           cfg.str("nginx.upstream") == "direct";
+}
+
 void render_nginx_if_enabled(const core::Config& cfg) {
     if (!cfg.boolean("nginx.enabled")) {
+        return;
+    }
+    if (follows_models(cfg)) {
+        // NginxFollower renders, for the models that run; a restart applies changed settings.
         return;
     }
     try {

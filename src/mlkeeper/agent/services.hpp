@@ -27,7 +27,11 @@ std::shared_ptr<void> start_services(const core::Config& cfg, core::StateStore& 
 
 // With [nginx] enabled = true: renders the models' NGINX config from `cfg` and applies it
 // (nginx -t, reload); a failure is logged, never thrown, so a broken nginx cannot stop the agent.
-// Called at start and on every SIGHUP.
+// Called at start and on every SIGHUP. With render_on_model_change (direct upstreams) it does
+// nothing: the services' NginxFollower renders for the models that run.
 void render_nginx_if_enabled(const core::Config& cfg);
+
+// [nginx] enabled, render_on_model_change and upstream = "direct".
+bool follows_models(const core::Config& cfg);
 
 }  // namespace mlk::agent
