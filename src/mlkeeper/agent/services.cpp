@@ -136,6 +136,16 @@ std::shared_ptr<void> start_services(const core::Config& cfg, core::StateStore& 
             *s->models, NginxFollower::render_and_apply(homelab::nginx_settings_from(cfg), specs),
             kFollowInterval);
     }
+    // Settings are checked before anything binds: a non-loopback listener without tokens, or a
+    // tokens file others can read, stops the agent here.
+    std::optional<api::ApiSettings> settings;
+    std::optional<api::TokenSet> tokens;
+    if (api_on) {
+        settings = api::api_settings_from(cfg);
+        if (!settings->tokens_file.empty()) {
+            tokens = api::TokenSet::load(settings->tokens_file);
+        }
+    }
     if (proxy_on) {
         const auto ps = homelab::proxy_settings_from(cfg);
         s->proxy = std::make_unique<homelab::ModelProxy>(ps, *s->models, s->activity.get());
@@ -146,24 +156,17 @@ std::shared_ptr<void> start_services(const core::Config& cfg, core::StateStore& 
     if (!api_on) {
         return s;
     }
-    // Settings are checked before anything binds: a non-loopback listener without tokens, or a
-    // tokens file others can read, stops the agent here.
-    const auto settings = api::api_settings_from(cfg);
-    std::optional<api::TokenSet> tokens;
-    if (!settings.tokens_file.empty()) {
-        tokens = api::TokenSet::load(settings.tokens_file);
-    }
     s->shutdown =
         std::make_unique<homelab::ShutdownService>(homelab::shutdown_settings_from(cfg), &state);
     api::add_model_routes(s->router, *s->models);
     api::add_shutdown_routes(s->router, *s->shutdown);
     api::add_monitor_routes(s->router, *s->activity, s->reaper.get(), *s->models);
-    s->server = std::make_unique<api::ApiServer>(settings, s->router, std::move(tokens));
+    s->server = std::make_unique<api::ApiServer>(*settings, s->router, std::move(tokens));
     s->server->start();
-    for (std::size_t i = 0; i < settings.listeners.size(); ++i) {
-        spdlog::info("api: {} listening on {}:{}{}", settings.listeners[i].name,
-                     settings.listeners[i].address, s->server->bound_ports()[i],
-                     settings.listeners[i].prefix);
+    for (std::size_t i = 0; i < settings->listeners.size(); ++i) {
+        spdlog::info("api: {} listening on {}:{}{}", settings->listeners[i].name,
+                     settings->listeners[i].address, s->server->bound_ports()[i],
+                     settings->listeners[i].prefix);
     }
     return s;
 }
