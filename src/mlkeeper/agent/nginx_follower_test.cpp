@@ -2,9 +2,9 @@
 
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <mutex>
 
+#include "support/fake_model_backend.hpp"
 #include "support/wait.hpp"
 
 namespace mlk::agent {
@@ -12,19 +12,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class FakeBackend final : public homelab::ModelBackend {
-  public:
-    void start() override { running_ = true; }
-    void stop(std::chrono::milliseconds) override { running_ = false; }
-    homelab::BackendStatus status() override {
-        homelab::BackendStatus st;
-        st.state = running_ ? homelab::BackendState::kRunning : homelab::BackendState::kStopped;
-        return st;
-    }
-
-  private:
-    std::atomic<bool> running_{false};
-};
+using testing::FakeBackend;
+using testing::FakeProc;
 
 std::vector<homelab::ModelSpec> specs() {
     std::vector<homelab::ModelSpec> out(2);
@@ -62,7 +51,10 @@ struct Recorder {
 
 homelab::ModelManager manager() {
     return homelab::ModelManager(
-        specs(), [](const homelab::ModelSpec&) { return std::make_unique<FakeBackend>(); },
+        specs(),
+        [](const homelab::ModelSpec&) {
+            return std::make_unique<FakeBackend>(std::make_shared<FakeProc>());
+        },
         [](const std::string&, std::chrono::milliseconds) { return true; });
 }
 

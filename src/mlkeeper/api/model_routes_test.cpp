@@ -1,4 +1,5 @@
 #include "mlkeeper/api/model_routes.hpp"
+#include "support/fake_model_backend.hpp"
 
 #include <gtest/gtest.h>
 
@@ -25,57 +26,8 @@ using homelab::ModelBackend;
 using homelab::ModelManager;
 using homelab::ModelSpec;
 
-// A model "process" whose start, health and stop the test controls.
-struct FakeProc {
-    std::mutex mu;
-    bool running = false;
-    bool healthy = true;
-    bool exit_on_start = false;
-    bool stop_throws = false;
-    std::chrono::milliseconds stop_delay{0};
-    int starts = 0;
-};
-
-class FakeBackend : public ModelBackend {
-  public:
-    explicit FakeBackend(std::shared_ptr<FakeProc> p) : p_(std::move(p)) {}
-    void start() override {
-        std::lock_guard lk(p_->mu);
-        ++p_->starts;
-        p_->running = !p_->exit_on_start;
-        exited_ = p_->exit_on_start;
-    }
-    void stop(std::chrono::milliseconds) override {
-        std::chrono::milliseconds d;
-        {
-            std::lock_guard lk(p_->mu);
-            if (p_->stop_throws) {
-                throw std::runtime_error("cannot stop");
-            }
-            d = p_->stop_delay;
-        }
-        std::this_thread::sleep_for(d);
-        std::lock_guard lk(p_->mu);
-        p_->running = false;
-    }
-    BackendStatus status() override {
-        std::lock_guard lk(p_->mu);
-        BackendStatus st;
-        if (p_->running) {
-            st.state = BackendState::kRunning;
-            st.pid = 4242;
-        } else if (exited_) {
-            exited_ = false;
-            st.state = BackendState::kExited;
-            st.exit_code = 1;
-        }
-        return st;
-    }
-
-  private:
-    std::shared_ptr<FakeProc> p_;
-    bool exited_ = false;
-};
+using testing::FakeBackend;
+using testing::FakeProc;
 
 ModelSpec spec(const std::string& name) {
     ModelSpec s;

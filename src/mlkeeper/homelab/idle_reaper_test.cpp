@@ -1,4 +1,5 @@
 #include "mlkeeper/homelab/idle_reaper.hpp"
+#include "support/fake_model_backend.hpp"
 
 #include <gtest/gtest.h>
 
@@ -18,42 +19,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A model "process" the test controls.
-struct FakeProc {
-    std::mutex mu;
-    bool running = false;
-    bool stop_throws = false;
-    int stops = 0;
-};
-
-class FakeBackend : public ModelBackend {
-  public:
-    explicit FakeBackend(std::shared_ptr<FakeProc> p) : p_(std::move(p)) {}
-    void start() override {
-        std::lock_guard lk(p_->mu);
-        p_->running = true;
-    }
-    void stop(std::chrono::milliseconds) override {
-        std::lock_guard lk(p_->mu);
-        if (p_->stop_throws) {
-            throw std::runtime_error("cannot stop");
-        }
-        ++p_->stops;
-        p_->running = false;
-    }
-    BackendStatus status() override {
-        std::lock_guard lk(p_->mu);
-        BackendStatus st;
-        if (p_->running) {
-            st.state = BackendState::kRunning;
-            st.pid = 4242;
-        }
-        return st;
-    }
-
-  private:
-    std::shared_ptr<FakeProc> p_;
-};
+using testing::FakeBackend;
+using testing::FakeProc;
 
 const SysTime kT0 = SysTime(std::chrono::seconds(1795356000));
 
