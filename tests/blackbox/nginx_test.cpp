@@ -117,20 +117,8 @@ class NginxUnderTest {
         }
         fs::create_directories(dir_ / "conf.d");
         const auto d = dir_.path().string();
-        dir_.write("nginx.conf", fmt::format(R"(worker_processes 1;
-pid {0}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {0}/body;
-    proxy_temp_path {0}/proxy;
-    fastcgi_temp_path {0}/fastcgi;
-    uwsgi_temp_path {0}/uwsgi;
-    scgi_temp_path {0}/scgi;
-    include {0}/conf.d/*.conf;
-}}
-)",
-                                             d));
+        dir_.write("nginx.conf",
+                   testing::nginx_main_conf(d, "    include " + d + "/conf.d/*.conf;\n"));
         port_ = testing::free_port();
         settings_.output = dir_ / "conf.d" / "mlkeeper-models.conf";
         settings_.listen = fmt::format("127.0.0.1:{}", port_);

@@ -29,6 +29,7 @@
 #include "mlkeeper/homelab/model_manager.hpp"
 #include "mlkeeper/homelab/model_proxy.hpp"
 #include "mlkeeper/homelab/proxy_socket.hpp"
+#include "support/raw_tcp_server.hpp"
 #include "support/servers.hpp"
 #include "support/temp_dir.hpp"
 #include "support/wait.hpp"
@@ -51,44 +52,14 @@ class StandIn {
   public:
     using Respond = std::function<bool(int fd, const std::string& request)>;
 
-    StandIn(int port, Respond respond) : respond_(std::move(respond)) {
-        listen_ = homelab::listen_tcp("127.0.0.1", port, 128, port_);
-        acceptor_ = std::thread([this] { accept_loop(); });
-    }
+    StandIn(int port, Respond respond)
+        : respond_(std::move(respond)), server_([this](int fd) { serve(fd); }, port, 10s) {}
     explicit StandIn(Respond respond) : StandIn(0, std::move(respond)) {}
-    ~StandIn() {
-        ::shutdown(listen_.get(), SHUT_RDWR);
-        acceptor_.join();
-        std::lock_guard lk(mu_);
-        for (auto& c : conns_) {
-            ::shutdown(c.get(), SHUT_RDWR);
-        }
-        for (auto& t : threads_) {
-            t.join();
-        }
-    }
-    StandIn(const StandIn&) = delete;
-    StandIn& operator=(const StandIn&) = delete;
 
-    int port() const { return port_; }
+    int port() const { return server_.port(); }
     int requests() const { return requests_; }
 
   private:
-    void accept_loop() {
-        for (;;) {
-            const int fd = ::accept(listen_.get(), nullptr, nullptr);
-            if (fd < 0) {
-                return;
-            }
-            homelab::tune_socket(fd, 10s, 10s);
-            std::lock_guard lk(mu_);
-            conns_.emplace_back(fd);
-            threads_.emplace_back([this, fd] {
-                serve(fd);
-                ::shutdown(fd, SHUT_RDWR);
-            });
-        }
-    }
     void serve(int fd) {
         std::string buf;
         char tmp[4096];
@@ -119,13 +90,8 @@ class StandIn {
     }
 
     Respond respond_;
-    UniqueFd listen_;
-    int port_ = 0;
     std::atomic<int> requests_{0};
-    std::thread acceptor_;
-    std::mutex mu_;
-    std::list<UniqueFd> conns_;
-    std::list<std::thread> threads_;
+    testing::RawTcpServer server_;  // last: its threads call serve()
 };
 
 bool reply(int fd, int status, const std::string& body, const std::string& extra = "") {

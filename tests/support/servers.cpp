@@ -95,15 +95,9 @@ bool wait_for_port(int port, std::chrono::milliseconds limit) {
     return false;
 }
 
-NginxServer::NginxServer() {
-    require_binary(kBinary);
-    port_ = free_port();
-    const auto d = dir_.path().string();
-    auto conf = dir_.write("nginx.conf", fmt::format(R"(daemon off;
-master_process on;
-worker_processes 1;
+std::string nginx_main_conf(const std::string& prefix, const std::string& http_body) {
+    return fmt::format(R"(worker_processes 1;
 pid {0}/nginx.pid;
-error_log {0}/error.log warn;
 events {{ worker_connections 64; }}
 http {{
     access_log off;
@@ -112,15 +106,26 @@ http {{
     fastcgi_temp_path {0}/fastcgi;
     uwsgi_temp_path {0}/uwsgi;
     scgi_temp_path {0}/scgi;
-    server {{
-        listen 127.0.0.1:{1};
+{1}}}
+)",
+                       prefix, http_body);
+}
+
+NginxServer::NginxServer() {
+    require_binary(kBinary);
+    port_ = free_port();
+    const auto d = dir_.path().string();
+    auto conf = dir_.write(
+        "nginx.conf",
+        fmt::format("daemon off;\nmaster_process on;\nerror_log {}/error.log warn;\n", d) +
+            nginx_main_conf(d, fmt::format(R"(    server {{
+        listen 127.0.0.1:{0};
         location = /health {{ return 200 "ok\n"; }}
         location = /broken {{ return 500 "broken\n"; }}
         location / {{ return 404; }}
     }}
-}}
 )",
-                                                     d, port_));
+                                           port_)));
     const auto log = dir_ / "stderr.log";
     proc_.emplace(util::Subprocess::start(
         {kBinary, "-p", d, "-c", conf.string(), "-e", (dir_ / "error.log").string()}, {},

@@ -33,6 +33,10 @@ int free_port();
 // Waits up to `limit` until a TCP connect to 127.0.0.1:port succeeds.
 bool wait_for_port(int port, std::chrono::milliseconds limit);
 
+// A main nginx.conf for an nginx run with `-p prefix`: one worker, pid file and every temp path
+// under `prefix`, no access log, and `http_body` inside http {} (server blocks, includes).
+std::string nginx_main_conf(const std::string& prefix, const std::string& http_body);
+
 // nginx serving /health (200 "ok") and /broken (500), with -p prefix, daemon
 // off, pid file and error log in its temp dir.
 class NginxServer {

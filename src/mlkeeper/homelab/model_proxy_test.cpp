@@ -22,6 +22,7 @@
 #include "mlkeeper/core/error.hpp"
 #include "mlkeeper/homelab/http_relay.hpp"
 #include "mlkeeper/homelab/proxy_socket.hpp"
+#include "support/raw_tcp_server.hpp"
 
 namespace mlk::homelab {
 namespace {
@@ -71,58 +72,7 @@ bool write_str(int fd, std::string_view s) {
     return send_all(fd, s);
 }
 
-// A loopback server: every connection runs `handler(fd)` on a thread of its own.
-class RawServer {
-  public:
-    explicit RawServer(std::function<void(int)> handler) : handler_(std::move(handler)) {
-        fd_ = listen_tcp("127.0.0.1", 0, 64, port_);
-        thread_ = std::thread([this] {
-            for (;;) {
-                const int c = ::accept(fd_.get(), nullptr, nullptr);
-                if (c < 0) {
-                    return;
-                }
-                tune_socket(c, 5s, 5s);
-                std::lock_guard lk(mu_);
-                ++accepted_;
-                conns_.emplace_back(c);
-                threads_.emplace_back([this, c] {
-                    handler_(c);
-                    ::shutdown(c, SHUT_RDWR);  // the peer sees the close now
-                });
-            }
-        });
-    }
-    ~RawServer() {
-        ::shutdown(fd_.get(), SHUT_RDWR);
-        thread_.join();
-        std::lock_guard lk(mu_);
-        for (auto& c : conns_) {
-            ::shutdown(c.get(), SHUT_RDWR);
-        }
-        for (auto& t : threads_) {
-            t.join();
-        }
-    }
-    RawServer(const RawServer&) = delete;
-    RawServer& operator=(const RawServer&) = delete;
-
-    int port() const { return port_; }
-    int accepted() {
-        std::lock_guard lk(mu_);
-        return accepted_;
-    }
-
-  private:
-    std::function<void(int)> handler_;
-    UniqueFd fd_;
-    int port_ = 0;
-    std::thread thread_;
-    std::mutex mu_;
-    int accepted_ = 0;
-    std::list<UniqueFd> conns_;
-    std::list<std::thread> threads_;
-};
+using RawServer = testing::RawTcpServer;
 
 // --- a client ----------------------------------------------------------------------------------
 
