@@ -64,6 +64,7 @@ using DevStringFn = Return (*)(Device, char*, unsigned int);
 using DevUintFn = Return (*)(Device, unsigned int*);
 using DevEnumUintFn = Return (*)(Device, int, unsigned int*);
 using MemoryFn = Return (*)(Device, Memory*);
+using MemoryV2Fn = Return (*)(Device, MemoryV2*);
 using UtilFn = Return (*)(Device, Utilization*);
 using DevUllFn = Return (*)(Device, unsigned long long*);
 using EccFn = Return (*)(Device, int, int, unsigned long long*);
@@ -90,6 +91,7 @@ struct Nvml::Fns {
     DevStringFn uuid = nullptr;
     DevEnumUintFn temperature = nullptr;
     MemoryFn memory = nullptr;
+    MemoryV2Fn memory_v2 = nullptr;
     UtilFn utilization = nullptr;
     DevUintFn power_usage = nullptr;
     DevUintFn power_limit = nullptr;
@@ -144,6 +146,7 @@ Nvml::Nvml(const std::string& library) : library_(library), fns_(std::make_uniqu
                 "nvmlDeviceGetTemperature");
     f.memory = require(util::find_symbol<MemoryFn>(h, {"nvmlDeviceGetMemoryInfo"}, nullptr),
                        "nvmlDeviceGetMemoryInfo");
+    f.memory_v2 = util::find_symbol<MemoryV2Fn>(h, {"nvmlDeviceGetMemoryInfo_v2"}, nullptr);
     f.utilization =
         require(util::find_symbol<UtilFn>(h, {"nvmlDeviceGetUtilizationRates"}, nullptr),
                 "nvmlDeviceGetUtilizationRates");
@@ -247,6 +250,14 @@ Return Nvml::temperature(Device d, unsigned int* celsius) const {
 }
 
 Return Nvml::memory(Device d, Memory* out) const {
+    if (fns_->memory_v2 != nullptr) {
+        MemoryV2 v2{};
+        v2.version = kMemoryV2Version;
+        if (fns_->memory_v2(d, &v2) == kSuccess) {
+            *out = Memory{v2.total, v2.free, v2.used};
+            return kSuccess;
+        }
+    }
     return fns_->memory(d, out);
 }
 

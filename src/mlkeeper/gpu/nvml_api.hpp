@@ -66,6 +66,16 @@ struct Memory {  // nvmlMemory_t (v1)
     unsigned long long free;
     unsigned long long used;
 };
+// nvmlMemory_v2_t: `used` leaves out what the driver reserves (v1 counts it), so it matches
+// nvidia-smi's memory.used on current drivers.
+struct MemoryV2 {
+    unsigned int version;
+    unsigned long long total;
+    unsigned long long reserved;
+    unsigned long long free;
+    unsigned long long used;
+};
+inline constexpr unsigned int kMemoryV2Version = sizeof(MemoryV2) | (2U << 24);  // nvmlMemory_v2
 struct Utilization {  // nvmlUtilization_t, percent over the last sample period
     unsigned int gpu;
     unsigned int memory;
@@ -80,7 +90,7 @@ struct ProcessInfoV2 {  // nvmlProcessInfo_v2_t == nvmlProcessInfo_t: the _v2 an
     unsigned int gpu_instance_id;
     unsigned int compute_instance_id;
 };
-static_assert(sizeof(Memory) == 24 && sizeof(Utilization) == 8);
+static_assert(sizeof(Memory) == 24 && sizeof(MemoryV2) == 40 && sizeof(Utilization) == 8);
 static_assert(sizeof(ProcessInfoV1) == 16 && sizeof(ProcessInfoV2) == 24);
 
 // NVML's own name for a code ("NVML_ERROR_GPU_IS_LOST"), for messages when nvmlErrorString is
@@ -144,6 +154,8 @@ class Nvml {
     Return name(Device d, std::string* out) const;
     Return uuid(Device d, std::string* out) const;
     Return temperature(Device d, unsigned int* celsius) const;
+    // nvmlDeviceGetMemoryInfo_v2 where the driver has it (used without the reserved part, as
+    // nvidia-smi shows), else nvmlDeviceGetMemoryInfo.
     Return memory(Device d, Memory* out) const;
     Return utilization(Device d, Utilization* out) const;
     Return power_usage(Device d, unsigned int* milliwatts) const;

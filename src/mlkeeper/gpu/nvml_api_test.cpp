@@ -141,6 +141,33 @@ TEST(NvmlApi, FallsBackToV1WithV1StructLayout) {
     EXPECT_EQ(sc.read_init_log(), "init nvmlInit\n");
 }
 
+// Current drivers reserve part of the memory: nvmlDeviceGetMemoryInfo (v1) counts it as used
+// (an idle H100 showed 480 MiB used), the _v2 call and nvidia-smi do not.
+TEST(NvmlApi, MemoryLeavesOutTheReservedPartWhereTheDriverCan) {
+    const std::string scenario =
+        "gpu 0 mem_used_mib=1000 mem_reserved_mib=480 mem_total_mib=81559\n";
+    {
+        MLK_REQUIRE_FAKE_NVML(lib, "");
+        Scenario sc(scenario);
+        Nvml n(lib);
+        Device d = nullptr;
+        ASSERT_EQ(n.handle_by_index(0, &d), kSuccess);
+        Memory m{};
+        ASSERT_EQ(n.memory(d, &m), kSuccess);
+        EXPECT_EQ(m.used, 1000ULL << 20);
+        EXPECT_EQ(m.total, 81559ULL << 20);
+        EXPECT_EQ(m.free, (81559ULL - 1480) << 20);
+    }
+    MLK_REQUIRE_FAKE_NVML(lib, "v1");
+    Scenario sc(scenario);
+    Nvml n(lib);
+    Device d = nullptr;
+    ASSERT_EQ(n.handle_by_index(0, &d), kSuccess);
+    Memory m{};
+    ASSERT_EQ(n.memory(d, &m), kSuccess);
+    EXPECT_EQ(m.used, 1480ULL << 20);
+}
+
 TEST(NvmlApi, V3UsesV2Layout) {
     MLK_REQUIRE_FAKE_NVML(lib, "");
     Scenario sc("gpu 0 procs=101:1024,202:na,303:7\n");
