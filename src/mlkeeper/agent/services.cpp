@@ -25,6 +25,11 @@
 #include "mlkeeper/homelab/nginx_apply.hpp"
 #include "mlkeeper/homelab/nginx_config.hpp"
 #include "mlkeeper/homelab/shutdown_service.hpp"
+#include "mlkeeper/metrics/exporter.hpp"
+#include "mlkeeper/metrics/gpu_collector.hpp"
+#include "mlkeeper/metrics/gpu_history.hpp"
+#include "mlkeeper/metrics/health_collector.hpp"
+#include "mlkeeper/sched/job_config.hpp"
 
 namespace mlk::agent {
 namespace {
@@ -47,6 +52,13 @@ struct Services {
     std::unique_ptr<homelab::ShutdownService> shutdown;
     api::Router router;
     std::unique_ptr<api::ApiServer> server;
+    // [metrics]: its own listener, so Prometheus and the status page work without the REST API.
+    std::unique_ptr<metrics::GpuHistory> history;
+    std::unique_ptr<metrics::GpuCollector> gpus;
+    std::unique_ptr<metrics::HealthCollector> health;
+    std::unique_ptr<metrics::Exporter> exporter;
+    api::Router metrics_router;
+    std::unique_ptr<api::ApiServer> metrics_server;
 
     Services() = default;
     Services(const Services&) = delete;
@@ -59,6 +71,15 @@ struct Services {
         }
         if (server) {
             server->stop();
+        }
+        if (metrics_server) {
+            metrics_server->stop();
+        }
+        if (health) {
+            health->stop();
+        }
+        if (gpus) {
+            gpus->stop();
         }
         if (reaper) {
             reaper->stop();
@@ -110,6 +131,80 @@ void start_activity(Services& s, const core::Config& cfg, core::StateStore& stat
                                                      *tracker, specs);
     s.reaper->start();
 }
+// The metrics listener's settings: [metrics] listen, with the API's tokens (any token may read)
+// when [api] tokens_file is set; off loopback it must be.
+api::ApiSettings metrics_listener(const core::Config& cfg, std::optional<api::TokenSet>* tokens) {
+    api::ApiSettings out;
+    api::ListenerSettings l;
+    l.name = "metrics";
+    try {
+        const auto hp = api::parse_host_port(cfg.str("metrics.listen"));
+        l.address = hp.address;
+        l.port = hp.port;
+    } catch (const std::invalid_argument& e) {
+        throw ConfigError(std::string("metrics.listen: ") + e.what());
+    }
+    l.groups = {api::RouteGroup::kMetrics};
+    out.listeners.push_back(l);
+    out.workers = 4;
+    out.rate_per_minute = 0;
+    const auto tokens_file = cfg.path("api.tokens_file");
+    if (!tokens_file.empty()) {
+        *tokens = api::TokenSet::load(tokens_file);
+    } else if (!api::is_loopback(l.address)) {
+        throw ConfigError("metrics.listen: " + cfg.str("metrics.listen") +
+                          " is not a loopback address; set [api] tokens_file so scrapes and the "
+                          "status page need a token, or listen on 127.0.0.1");
+    }
+    return out;
+}
+
+void start_metrics(Services& s, const core::Config& cfg, core::StateStore& state) {
+    std::optional<api::TokenSet> tokens;
+    const auto settings = metrics_listener(cfg, &tokens);
+    if (cfg.boolean("metrics.history")) {
+        metrics::HistorySettings hs;
+        hs.raw_keep = cfg.duration("metrics.history_raw");
+        hs.minute_keep = cfg.duration("metrics.history_minutes");
+        hs.ten_minute_keep = cfg.duration("metrics.history_keep");
+        s.history = std::make_unique<metrics::GpuHistory>(state, hs);
+    }
+    metrics::GpuCollectorSettings gs;
+    gs.library = cfg.str("gpu.nvml_library");
+    gs.thresholds = gpu::thresholds_from(cfg);
+    gs.interval =
+        std::chrono::duration_cast<std::chrono::milliseconds>(cfg.duration("metrics.gpu_interval"));
+    s.gpus = std::make_unique<metrics::GpuCollector>(gs, s.history.get());
+    const auto health_every = std::chrono::duration_cast<std::chrono::milliseconds>(
+        cfg.duration("metrics.health_interval"));
+    if (health_every.count() > 0) {
+        auto ho = health::options_from_config(cfg);
+        if (!cfg.boolean("metrics.health_network")) {
+            ho.network = health::Network::kSkip;
+        }
+        s.health = std::make_unique<metrics::HealthCollector>(ho, health_every, s.gpus.get());
+    }
+    metrics::ExporterSources src;
+    src.gpus = s.gpus.get();
+    src.health = s.health.get();
+    src.history = s.history.get();
+    src.models = s.models.get();
+    src.activity = s.activity.get();
+    src.state_db = state.path();
+    src.jobs = sched::load_jobs(cfg);
+    s.exporter = std::make_unique<metrics::Exporter>(std::move(src));
+    s.exporter->add_routes(s.metrics_router);
+    s.metrics_server =
+        std::make_unique<api::ApiServer>(settings, s.metrics_router, std::move(tokens));
+    s.metrics_server->start();
+    s.gpus->start();
+    if (s.health) {
+        s.health->start();
+    }
+    spdlog::info("metrics: listening on {}:{} (/metrics, status page at /)",
+                 settings.listeners[0].address, s.metrics_server->bound_ports()[0]);
+}
+
 }  // namespace
 
 std::shared_ptr<void> start_services(const core::Config& cfg, core::StateStore& state,
@@ -152,6 +247,9 @@ std::shared_ptr<void> start_services(const core::Config& cfg, core::StateStore& 
         s->proxy->start();
         spdlog::info("proxy: listening on {}:{}{}/NAME/", ps.address, s->proxy->bound_port(),
                      ps.prefix == "/" ? "" : ps.prefix);
+    }
+    if (cfg.boolean("metrics.enabled")) {
+        start_metrics(*s, cfg, state);
     }
     if (!api_on) {
         return s;

@@ -220,24 +220,24 @@ void AlertStateStore::undo_send(const Decision& d) {
     tx.commit();
 }
 
+// Counters table (docs/STATE.md): one atomic UPSERT each, so processes raising alerts at once
+// lose no count.
 void AlertStateStore::count_failure(const std::string& channel) {
-    auto& db = store_.db();
-    core::Transaction tx(db, core::TransactionKind::kImmediate);
-    auto st = db.prepare(
-        "INSERT INTO kv (key, value, updated_at) VALUES (?, '1', ?) ON CONFLICT(key) DO UPDATE "
-        "SET value = CAST(value AS INTEGER) + 1, updated_at = excluded.updated_at");
-    st.bind(1, std::string_view("alert.failures." + channel));
-    st.bind(2, util::to_unix_ms(std::chrono::system_clock::now()));
-    st.step();
-    tx.commit();
+    store_.counter_add("alerts_failed", "channel=" + channel, 1);
+}
+
+void AlertStateStore::count_sent(const std::string& channel) {
+    store_.counter_add("alerts_sent", "channel=" + channel, 1);
+}
+
+void AlertStateStore::count_suppressed() {
+    store_.counter_add("alerts_suppressed", "", 1);
 }
 
 std::map<std::string, std::int64_t> AlertStateStore::failure_counts() {
-    auto st = store_.db().prepare(
-        "SELECT substr(key, 16), CAST(value AS INTEGER) FROM kv WHERE key LIKE 'alert.failures.%'");
     std::map<std::string, std::int64_t> out;
-    while (st.step()) {
-        out[st.column_text(0)] = st.column_int64(1);
+    for (const auto& c : store_.counters("alerts_failed")) {
+        out[c.labels.substr(c.labels.find('=') + 1)] = c.value;
     }
     return out;
 }

@@ -66,8 +66,12 @@ class AlertStateStore {
     // next report tries again instead of waiting.
     void undo_send(const Decision& d);
 
-    // Delivery failures per channel, kept for `alert status` and metrics.
+    // Delivery failures per channel, kept for `alert status` and metrics (counter alerts_failed).
     void count_failure(const std::string& channel);
+    // Notices delivered per channel and repeats the cooldown held back, for metrics (counters
+    // alerts_sent, alerts_suppressed). Each is one atomic increment, safe across processes.
+    void count_sent(const std::string& channel);
+    void count_suppressed();
     std::map<std::string, std::int64_t> failure_counts();
 
     std::optional<KeyState> get(const std::string& key);

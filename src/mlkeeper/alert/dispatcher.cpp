@@ -92,6 +92,9 @@ NotifyReport Dispatcher::notify(AlertStateStore& state, Alert alert) {
     NotifyReport rep;
     rep.decision = state.record(alert, std::chrono::system_clock::now());
     if (rep.decision.verdict != Verdict::kSend) {
+        if (rep.decision.verdict == Verdict::kSuppress) {
+            state.count_suppressed();
+        }
         spdlog::debug("alert {}: {} ({})", alert.key,
                       rep.decision.verdict == Verdict::kSuppress ? "suppressed" : "ignored",
                       rep.decision.reason);
@@ -106,7 +109,9 @@ NotifyReport Dispatcher::notify(AlertStateStore& state, Alert alert) {
     }
     rep.deliveries = fan_out(targets, rep.decision.alert);
     for (const auto& d : rep.deliveries) {
-        if (!d.result.ok) {
+        if (d.result.ok) {
+            state.count_sent(d.channel);
+        } else {
             state.count_failure(d.channel);
         }
     }

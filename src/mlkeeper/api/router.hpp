@@ -20,11 +20,14 @@
 namespace mlk::api {
 
 // What a caller's token allows, and what a route needs. A route that changes state is kAdmin.
-enum class Access { kRead, kAdmin };
+// kPublic routes need no token even when authentication is on: only pages that hold no data
+// (the status page's shell, which then fetches its data with the user's token).
+enum class Access { kRead, kAdmin, kPublic };
 
 // A route's group decides which listener serves it (the seeds' three ports, or all of them in
 // single-port mode under /api/v1).
-enum class RouteGroup { kCommon, kShutdown, kModels, kMonitor };
+// kMetrics: the agent's Prometheus endpoint and status page, on a listener of their own.
+enum class RouteGroup { kCommon, kShutdown, kModels, kMonitor, kMetrics };
 
 struct Request {
     std::string method;                         // "GET", "POST", "DELETE"
@@ -45,6 +48,9 @@ struct Response {
     // Already serialized JSON, sent instead of `body` when set: for hot read-only routes that
     // reuse the same document across requests.
     std::shared_ptr<const std::string> raw_body;
+    // The media type of raw_body ("text/plain; version=0.0.4", "text/html; charset=utf-8");
+    // `body` is always JSON.
+    std::string content_type = "application/json";
     // {"error": {"code": code, "message": message}} with `status`.
     static Response error(int status, std::string_view code, std::string_view message);
 };

@@ -773,7 +773,7 @@ void ApiServer::Listener::put(httplib::Response& res, const Response& answer, Re
     }
     // Replace, not throw, on invalid UTF-8: names echoed from a path may hold any bytes.
     if (answer.raw_body) {
-        res.set_content(*answer.raw_body, "application/json");
+        res.set_content(*answer.raw_body, answer.content_type);
     } else {
         res.set_content(answer.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                         "application/json");
@@ -855,7 +855,7 @@ bool ApiServer::Listener::decide(const httplib::Request& req, httplib::Response&
         st.audited = &route;
     }
 
-    if (owner_.tokens_) {
+    if (owner_.tokens_ && route.access != Access::kPublic) {
         const auto who = owner_.tokens_->authenticate(req.get_header_value("Authorization"));
         if (!who) {
             auto r = Response::error(401, "unauthorized",

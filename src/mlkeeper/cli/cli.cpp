@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "mlkeeper/cli/command.hpp"
+#include "mlkeeper/cli/metrics_textfile.hpp"
 #include "mlkeeper/core/error.hpp"
 #include "mlkeeper/core/logging.hpp"
 #include "mlkeeper/core/state_store.hpp"
@@ -208,6 +209,7 @@ int run(int argc, char** argv) {
         } catch (const std::exception& e) {
             spdlog::warn("could not record the end of this run: {}", e.what());
         }
+        write_metrics_textfile(ctx, chosen->cmd->name);
     }
     spdlog::debug("{} finished with exit code {}", chosen->cmd->name, code);
     spdlog::shutdown();

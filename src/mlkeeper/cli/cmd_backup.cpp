@@ -87,6 +87,10 @@ Command backup_command() {
             flags.bind(app, "--compression", "backup.compression", "zstd (default) or gzip")
                 ->type_name("CODEC");
             flags
+                .bind(app, "--textfile", "metrics.textfile_dir",
+                      "Also write DIR/mlkeeper_backup.prom (node_exporter textfile collector)")
+                ->type_name("DIR");
+            flags
                 .bind(app, "--level", "backup.compression_level",
                       "gzip 1-9 (default 6), zstd 1-19 (default 3) (COMPRESSION_LEVEL)")
                 ->type_name("N");

@@ -178,6 +178,10 @@ Command cleanup_command() {
             app.add_flag("-y,--yes", o->yes, "Do not ask for confirmation on a terminal");
             app.add_flag("--force", o->force,
                          "Delete even when a circuit breaker (max_files, max_bytes) trips");
+            flags
+                .bind(app, "--textfile", "metrics.textfile_dir",
+                      "Also write DIR/mlkeeper_cleanup.prom (node_exporter textfile collector)")
+                ->type_name("DIR");
             flags.bind_switch(app, "--aggressive", "cleanup.aggressive", "true",
                               "Also prune Docker images, pip and apt caches, /tmp (AGGRESSIVE)");
             flags

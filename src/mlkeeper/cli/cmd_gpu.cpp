@@ -66,21 +66,6 @@ bool use_color(const Opts& o) {
            (nc == nullptr || nc->count() == 0);
 }
 
-gpu::Thresholds thresholds(const core::Config& cfg) {
-    gpu::Thresholds t;
-    t.temp_warn_c = static_cast<double>(cfg.integer("gpu.temp_threshold"));
-    t.temp_crit_c = static_cast<double>(cfg.integer("gpu.temp_crit"));
-    t.memory_pct = cfg.number("gpu.memory_threshold");
-    t.power_pct = cfg.number("gpu.power_threshold");
-    if (t.temp_crit_c < t.temp_warn_c) {
-        throw ConfigError(fmt::format(
-            "gpu.temp_crit: {}°C is below gpu.temp_threshold {}°C; set the critical "
-            "temperature (MLKEEPER_GPU_TEMP_CRIT) at or above the warning one (TEMP_THRESHOLD)",
-            t.temp_crit_c, t.temp_warn_c));
-    }
-    return t;
-}
-
 // No driver or no GPU: the seeds' unit counts that as success unless --require-gpu.
 int no_gpu(const Opts& o, Context& ctx, const std::string& why) {
     const int code = o.require_gpu ? 2 : 0;
@@ -109,7 +94,7 @@ int no_gpu(const Opts& o, Context& ctx, const std::string& why) {
 
 int run_gpu(const Opts& o, Context& ctx) {
     const auto& cfg = ctx.config();
-    const gpu::Thresholds t = thresholds(cfg);
+    const gpu::Thresholds t = gpu::thresholds_from(cfg);
     const bool alerting = cfg.boolean("gpu.alert");
     const bool write_csv = cfg.boolean("gpu.write_csv");
     const auto metrics_file = cfg.path("gpu.metrics_file");

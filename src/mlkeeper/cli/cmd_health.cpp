@@ -16,6 +16,7 @@
 #include "mlkeeper/gpu/nvml_api.hpp"
 #include "mlkeeper/gpu/sampler.hpp"
 #include "mlkeeper/health/runner.hpp"
+#include "mlkeeper/metrics/gpu_collector.hpp"
 #include "mlkeeper/util/strings.hpp"
 
 namespace mlk::cli {
@@ -49,21 +50,7 @@ std::optional<std::vector<health::GpuReading>> read_gpus(const std::string& libr
         }
         throw;
     }
-    std::vector<health::GpuReading> out;
-    for (const auto& g : sampler->sample().gpus) {
-        health::GpuReading r;
-        r.index = static_cast<int>(g.index);
-        r.name = g.name;
-        if (g.temperature_c) {
-            r.temp_c = *g.temperature_c;
-        }
-        r.mem_used_pct = g.mem_used_pct();
-        r.ecc_uncorrected =
-            g.ecc.volatile_uncorrected ? g.ecc.volatile_uncorrected : g.ecc.aggregate_uncorrected;
-        r.lost = g.lost;
-        out.push_back(std::move(r));
-    }
-    return out;
+    return metrics::health_readings(sampler->sample());
 }
 
 void alert_on(OutcomeAlerts& alerts, const health::CheckResult& r) {

@@ -97,6 +97,11 @@ Command maintain_command() {
             flags.bind_switch(app, "--continue-on-error", "maintain.continue_on_error", "true",
                               "Go on after a failed task (CONTINUE_ON_ERROR=true); cleanup still "
                               "waits for a good backup");
+            flags
+                .bind(app, "--textfile", "metrics.textfile_dir",
+                      "Every task also writes its node_exporter textfile to DIR "
+                      "(mlkeeper_health.prom, _gpu, _backup, _cleanup)")
+                ->type_name("DIR");
             app.add_flag("--force-cleanup", o->force_cleanup,
                          "Run the cleanup even if this run's backup failed");
             app.add_flag("-n,--dry-run", o->dry_run,
@@ -128,19 +133,24 @@ Examples:
                 if (o->dry_run) {
                     dry.push_back("--dry-run");
                 }
+                std::vector<std::string> textfile;
+                if (cfg.is_set("metrics.textfile_dir") &&
+                    !cfg.path("metrics.textfile_dir").empty()) {
+                    textfile = {"--textfile", cfg.path("metrics.textfile_dir").string()};
+                }
                 auto with = [](std::vector<std::string> a, const std::vector<std::string>& b) {
                     a.insert(a.end(), b.begin(), b.end());
                     return a;
                 };
                 const std::vector<maintain::TaskPlan> plans = {
                     {Task::kHealth, cfg.boolean("maintain.run_health_check"),
-                     task_argv(ctx, "health", {"--json"})},
+                     task_argv(ctx, "health", with({"--json"}, textfile))},
                     {Task::kGpu, cfg.boolean("maintain.run_gpu_monitor"),
-                     task_argv(ctx, "gpu", {"--json"})},
+                     task_argv(ctx, "gpu", with({"--json"}, textfile))},
                     {Task::kBackup, cfg.boolean("maintain.run_backup"),
-                     task_argv(ctx, "backup", with({"--json"}, dry))},
+                     task_argv(ctx, "backup", with(with({"--json"}, dry), textfile))},
                     {Task::kCleanup, cfg.boolean("maintain.run_cleanup"),
-                     task_argv(ctx, "cleanup", with({"--json", "--yes"}, dry))},
+                     task_argv(ctx, "cleanup", with(with({"--json", "--yes"}, dry), textfile))},
                 };
                 maintain::MaintainOptions mo;
                 mo.on_error = cfg.boolean("maintain.continue_on_error")

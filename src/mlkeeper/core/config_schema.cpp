@@ -15,7 +15,7 @@ constexpr std::array kSections = {
     std::string_view{"schedule"}, std::string_view{"agent"},     std::string_view{"models"},
     std::string_view{"shutdown"}, std::string_view{"nginx"},     std::string_view{"state"},
     std::string_view{"log"},      std::string_view{"backup.s3"}, std::string_view{"api"},
-    std::string_view{"activity"}, std::string_view{"proxy"},
+    std::string_view{"activity"}, std::string_view{"proxy"},     std::string_view{"metrics"},
 };
 
 constexpr double kDay = 86400;
@@ -821,6 +821,19 @@ constexpr std::array kKeys = {
     KeySpec{"nginx", "inference_service_url", kString, "", "MLKEEPER_NGINX_INFERENCE_SERVICE_URL", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "INFERENCE_SERVICE_URL in that ConfigMap; empty = the model API's URL derived from [api] (client_url, listen or listen_models)"},
     // clang-format on
 
+    // clang-format off
+    // [metrics] — the agent's Prometheus endpoint and status page (metrics/, docs/METRICS.md)
+    KeySpec{"metrics", "enabled", kBool, "false", "MLKEEPER_METRICS_ENABLED", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Serve GET /metrics (Prometheus) and the status page in `mlkeeper agent`; off by default so the agent opens no port unless asked"},
+    KeySpec{"metrics", "listen", kString, "127.0.0.1:9835", "MLKEEPER_METRICS_LISTEN", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "HOST:PORT of the metrics listener (IP literal; [::1]:9835 for IPv6). Off loopback it needs [api] tokens_file: every token may read"},
+    KeySpec{"metrics", "gpu_interval", kDuration, "10s", "MLKEEPER_METRICS_GPU_INTERVAL", 1, 3600, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "How often the agent reads the GPUs for /metrics and the history charts"},
+    KeySpec{"metrics", "health_interval", kDuration, "60s", "MLKEEPER_METRICS_HEALTH_INTERVAL", 0, 86400, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "How often the agent runs the health checks for /metrics and the status page; 0 = never (the families then come from the last `mlkeeper health --textfile` run, if any)"},
+    KeySpec{"metrics", "health_network", kBool, "true", "MLKEEPER_METRICS_HEALTH_NETWORK", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Include the network checks and [health.probes] in the agent's periodic health run (each bounded by its own timeout)"},
+    KeySpec{"metrics", "history", kBool, "true", "MLKEEPER_METRICS_HISTORY", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "Keep GPU samples in the state database for the status page's charts, downsampled to stay small"},
+    KeySpec{"metrics", "history_raw", kDuration, "24h", "MLKEEPER_METRICS_HISTORY_RAW", 3600, 30 * kDay, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "How long every GPU sample is kept"},
+    KeySpec{"metrics", "history_minutes", kDuration, "7d", "MLKEEPER_METRICS_HISTORY_MINUTES", 3600, kYear, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "How long one-minute averages are kept"},
+    KeySpec{"metrics", "history_keep", kDuration, "30d", "MLKEEPER_METRICS_HISTORY_KEEP", 3600, kYear, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "How long ten-minute averages are kept: the whole history"},
+    KeySpec{"metrics", "textfile_dir", kPath, "", "MLKEEPER_METRICS_TEXTFILE_DIR", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "One-shot backup, cleanup and maintain runs also write their families to DIR/mlkeeper_COMMAND.prom (node_exporter textfile collector)"},
+    // clang-format on
     // clang-format off
     // [activity] — request counters of the models (homelab/activity, homelab/access_log_tailer)
     KeySpec{"activity", "access_log", kPath, "", "MLKEEPER_ACTIVITY_ACCESS_LOG", 0, 0, {}, DurationUnit::kSeconds, Sensitivity::kPlain, "NGINX access log to follow for model requests (survives logrotate create and copytruncate); empty = off (the agent's own proxy still counts)"},

@@ -30,7 +30,7 @@ constexpr int kBusyTimeoutMs = 5000;
 // Schema history. Append only: each entry runs once, in one transaction, and moves
 // PRAGMA user_version to its position (1-based). Never edit an entry that has shipped;
 // docs/STATE.md describes the result.
-constexpr std::array<std::string_view, 3> kMigrations = {
+constexpr std::array<std::string_view, 4> kMigrations = {
     // 1: run history and a key/value table for later modules.
     R"sql(
 CREATE TABLE runs (
@@ -89,6 +89,44 @@ CREATE TABLE job_runs (
     output_tail TEXT
 );
 CREATE INDEX job_runs_job_started ON job_runs (job, started_at);
+)sql",
+    // 4: GPU history in three tiers (raw samples, 1-minute and 10-minute buckets) with the
+    // devices they came from, and named counters that several processes increment.
+    R"sql(
+CREATE TABLE gpu_samples (
+    tier         INTEGER NOT NULL,
+    gpu          INTEGER NOT NULL,
+    t            INTEGER NOT NULL,
+    n            INTEGER NOT NULL,
+    temp_c_n     INTEGER NOT NULL DEFAULT 0,
+    temp_c_sum   REAL,
+    temp_c_max   REAL,
+    util_n       INTEGER NOT NULL DEFAULT 0,
+    util_sum     REAL,
+    util_max     REAL,
+    mem_used_n   INTEGER NOT NULL DEFAULT 0,
+    mem_used_sum INTEGER,
+    mem_used_max INTEGER,
+    power_w_n    INTEGER NOT NULL DEFAULT 0,
+    power_w_sum  REAL,
+    power_w_max  REAL,
+    PRIMARY KEY (tier, t, gpu)
+) WITHOUT ROWID;
+CREATE TABLE gpu_devices (
+    gpu           INTEGER PRIMARY KEY,
+    uuid          TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    mem_total     INTEGER,
+    power_limit_w REAL,
+    updated_at    INTEGER NOT NULL
+);
+CREATE TABLE counters (
+    name       TEXT NOT NULL,
+    labels     TEXT NOT NULL,
+    value      INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (name, labels)
+) WITHOUT ROWID;
 )sql",
 };
 
@@ -597,6 +635,48 @@ void StateStore::kv_set(std::string_view key, std::string_view value) {
     } catch (const SqliteError& e) {
         rethrow(e, "writing key '" + std::string(key) + "'");
     }
+}
+
+void StateStore::counter_add(std::string_view name, std::string_view labels, int64_t delta) {
+    if (name.empty()) {
+        throw std::invalid_argument("StateStore::counter_add: empty counter name");
+    }
+    if (delta < 0) {
+        throw std::invalid_argument("StateStore::counter_add: counter '" + std::string(name) +
+                                    "' is monotonic, delta " + std::to_string(delta) + " < 0");
+    }
+    const int64_t updated = to_ms(now());
+    std::lock_guard lock(mutex_);
+    try {
+        // One statement is atomic on its own; SQLite's `+` would turn an overflowing sum into
+        // a REAL, so the value saturates instead.
+        Statement st = db_.prepare(
+            "INSERT INTO counters (name, labels, value, updated_at) VALUES (?1, ?2, ?3, ?4) "
+            "ON CONFLICT (name, labels) DO UPDATE SET "
+            "value = CASE WHEN value > 9223372036854775807 - excluded.value "
+            "THEN 9223372036854775807 ELSE value + excluded.value END, "
+            "updated_at = excluded.updated_at");
+        st.bind(1, name).bind(2, labels).bind(3, delta).bind(4, updated);
+        st.step();
+    } catch (const SqliteError& e) {
+        rethrow(e, "adding to counter '" + std::string(name) + "'");
+    }
+}
+
+std::vector<CounterValue> StateStore::counters(std::string_view name) const {
+    std::vector<CounterValue> out;
+    std::lock_guard lock(mutex_);
+    try {
+        Statement st =
+            db_.prepare("SELECT labels, value FROM counters WHERE name = ? ORDER BY labels");
+        st.bind(1, name);
+        while (st.step()) {
+            out.push_back(CounterValue{st.column_text(0), st.column_int64(1)});
+        }
+    } catch (const SqliteError& e) {
+        rethrow(e, "reading counter '" + std::string(name) + "'");
+    }
+    return out;
 }
 
 IntegrityReport StateStore::check_integrity() const {

@@ -1,7 +1,8 @@
-// The persistent state of mlkeeper (run history, small key/value settings) in one SQLite
-// file, with versioned migrations; docs/STATE.md documents the schema.
-// Thread safety: a StateStore may be shared by threads (calls are serialized by a mutex),
-// except through db(). Several processes may open the same file at once (WAL mode).
+// The persistent state of mlkeeper (run history, small key/value settings, counters) in one
+// SQLite file, with versioned migrations; docs/STATE.md documents the schema.
+// Thread safety: a StateStore may be shared by threads (calls, with_db() included, are
+// serialized by a mutex), except through db(). Several processes may open the same file at once
+// (WAL mode).
 #pragma once
 
 #include <sys/types.h>
@@ -15,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -34,6 +36,12 @@ struct RunRecord {
     std::optional<std::chrono::system_clock::time_point> ended_at;  // nullopt: still running,
     std::optional<int> exit_code;                                   // or the process died
     nlohmann::json summary;                                         // null if none
+};
+
+// One row of the `counters` table for a given counter name.
+struct CounterValue {
+    std::string labels;  // the caller's canonical label string, e.g. "channel=email"
+    int64_t value = 0;
 };
 
 // What a `PRAGMA quick_check` found; `problems` is empty when the file is sound.
@@ -80,6 +88,13 @@ class StateStore {
     std::optional<std::string> kv_get(std::string_view key) const;
     void kv_set(std::string_view key, std::string_view value);
 
+    // Adds `delta` (>= 0; std::invalid_argument otherwise, or for an empty name) to the counter
+    // (name, labels), creating it at `delta`. One UPSERT statement, so concurrent processes and
+    // threads lose no increment. The value saturates at INT64_MAX instead of overflowing.
+    void counter_add(std::string_view name, std::string_view labels, int64_t delta);
+    // Every label set of counter `name`, sorted by labels (bytewise); empty if none.
+    std::vector<CounterValue> counters(std::string_view name) const;
+
     // Reads every page (about 1 ms per MB), so it is not run on open; for doctor/health.
     IntegrityReport check_integrity() const;
 
@@ -87,8 +102,23 @@ class StateStore {
     static int latest_schema_version();
     const std::filesystem::path& path() const { return path_; }
 
+    // Runs f(Database&) while holding the store's mutex, so a module with tables of its own can
+    // share the store with other threads; returns what f returns. An SqliteError thrown by f
+    // becomes the same one-line mlk::Error as the store's own calls, `doing` saying what was
+    // tried ("recording GPU samples"). f must not call other methods of this store (the mutex
+    // is not recursive); keep it short, since every other call of the store waits for it.
+    template <class F>
+    decltype(auto) with_db(std::string_view doing, F&& f) {
+        std::lock_guard lock(mutex_);
+        try {
+            return std::forward<F>(f)(db_);
+        } catch (const SqliteError& e) {
+            rethrow(e, doing);
+        }
+    }
+
     // Raw access for later modules. Not guarded by the store's mutex: the caller must not
-    // use it while other threads use this store.
+    // use it while other threads use this store (with_db() is the guarded way).
     Database& db() { return db_; }
 
   private:

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -282,6 +283,43 @@ TEST(StateStore, FreshDatabaseGetsLatestSchemaAndWal) {
                         "WHERE type = 'index' AND name LIKE 'runs_%' ORDER BY name)"),
               "runs_command_started_at,runs_started_at");
     EXPECT_EQ(raw_query(file, "SELECT count(*) FROM kv"), "0");
+}
+
+TEST(StateStore, SchemaVersion4HasHistoryAndCounterTables) {
+    TempDir dir;
+    const fs::path file = dir.path() / "state.db";
+    { StateStore store(file); }
+    EXPECT_EQ(StateStore::latest_schema_version(), 4);
+    EXPECT_EQ(raw_query(file, "PRAGMA user_version"), "4");
+    EXPECT_EQ(raw_query(file,
+                        "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master "
+                        "WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)"),
+              "alerts,counters,gpu_devices,gpu_samples,job_runs,kv,runs");
+    // The history and the counters are clustered on their keys (no separate rowid index).
+    EXPECT_EQ(raw_query(file,
+                        "SELECT count(*) FROM sqlite_master WHERE name IN ('gpu_samples', "
+                        "'counters') AND sql LIKE '%WITHOUT ROWID%'"),
+              "2");
+}
+
+// A file at version 3 (what the previous release left) gains the new tables and keeps its data.
+TEST(StateStore, MigratesAVersion3File) {
+    TempDir dir;
+    const fs::path file = dir.path() / "state.db";
+    {
+        StateStore store(file);
+        store.kv_set("kept", "yes");
+    }
+    raw_query(file, "DROP TABLE gpu_samples");
+    raw_query(file, "DROP TABLE gpu_devices");
+    raw_query(file, "DROP TABLE counters");
+    raw_query(file, "PRAGMA user_version = 3");
+    StateStore store(file);
+    EXPECT_EQ(store.schema_version(), 4);
+    EXPECT_EQ(store.kv_get("kept"), "yes");
+    store.counter_add("c", "", 1);
+    EXPECT_EQ(store.counters("c").size(), 1u);
+    EXPECT_EQ(raw_query(file, "SELECT count(*) FROM gpu_samples"), "0");
 }
 
 TEST(StateStore, ReopenDoesNotMigrateAgain) {
@@ -802,6 +840,189 @@ TEST(StateStore, ReadOnlyFileIsReported) {
     EXPECT_NE(msg.find(file.string()), std::string::npos) << msg;
     EXPECT_NE(msg.find("cannot be opened for writing"), std::string::npos) << msg;
     EXPECT_TRUE(read_bytes(file) == before);
+}
+
+// ---- counters ------------------------------------------------------------------------------
+
+TEST(StateStore, CountersAddUpPerLabelSet) {
+    TempDir dir;
+    system_clock::time_point now = system_clock::time_point(milliseconds(1'700'000'000'000));
+    StateStore store(dir.path() / "state.db", [&now] { return now; });
+    EXPECT_TRUE(store.counters("alerts_sent").empty());
+    store.counter_add("alerts_sent", "channel=webhook", 2);
+    store.counter_add("alerts_sent", "channel=email", 1);
+    store.counter_add("alerts_sent", "channel=email", 4);
+    store.counter_add("alerts_sent", "", 0);  // creates the row at zero
+    store.counter_add("alerts_failed", "channel=email", 9);
+    now += milliseconds(1500);
+    store.counter_add("alerts_sent", "channel=webhook", 1);
+
+    const auto sent = store.counters("alerts_sent");
+    ASSERT_EQ(sent.size(), 3u);
+    EXPECT_EQ(sent[0].labels, "");  // sorted by labels
+    EXPECT_EQ(sent[0].value, 0);
+    EXPECT_EQ(sent[1].labels, "channel=email");
+    EXPECT_EQ(sent[1].value, 5);
+    EXPECT_EQ(sent[2].labels, "channel=webhook");
+    EXPECT_EQ(sent[2].value, 3);
+    ASSERT_EQ(store.counters("alerts_failed").size(), 1u);
+    EXPECT_EQ(store.counters("alerts_failed")[0].value, 9);
+    EXPECT_TRUE(store.counters("alerts").empty());  // names match exactly
+    EXPECT_EQ(
+        raw_query(store.path(), "SELECT updated_at FROM counters WHERE labels = 'channel=webhook'"),
+        "1700000001500");
+}
+
+TEST(StateStore, CountersRejectBadInputAndSaturate) {
+    TempDir dir;
+    StateStore store(dir.path() / "state.db");
+    EXPECT_THROW(store.counter_add("c", "", -1), std::invalid_argument);
+    EXPECT_THROW(store.counter_add("", "x", 1), std::invalid_argument);
+    EXPECT_TRUE(store.counters("c").empty());
+    EXPECT_TRUE(store.counters("").empty());
+
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+    store.counter_add("big", "", kMax - 1);
+    store.counter_add("big", "", 5);  // would overflow: stays an INTEGER at the maximum
+    ASSERT_EQ(store.counters("big").size(), 1u);
+    EXPECT_EQ(store.counters("big")[0].value, kMax);
+    EXPECT_EQ(raw_query(store.path(), "SELECT typeof(value) FROM counters WHERE name = 'big'"),
+              "integer");
+    store.counter_add("big", "", kMax);
+    EXPECT_EQ(store.counters("big")[0].value, kMax);
+}
+
+// Two stores on one file (two SQLite connections, as two processes would have) incremented
+// from several threads at once: every increment is counted.
+TEST(StateStore, CountersFromTwoStoresInThreadsLoseNothing) {
+    TempDir dir;
+    const fs::path file = dir.path() / "state.db";
+    // Both open before any thread writes: opening reads the header with open()/close().
+    StateStore a(file);
+    StateStore b(file);
+    constexpr int kThreadsPerStore = 3;
+    constexpr int kAddsEach = 200;
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2 * kThreadsPerStore; ++t) {
+        StateStore& store = t % 2 == 0 ? a : b;
+        threads.emplace_back([&store, &failures, t] {
+            try {
+                for (int i = 0; i < kAddsEach; ++i) {
+                    store.counter_add("hits", "shared", 1);
+                    store.counter_add("hits", "thread=" + std::to_string(t), 2);
+                }
+            } catch (const std::exception& e) {
+                ADD_FAILURE() << e.what();
+                ++failures;
+            }
+        });
+    }
+    for (auto& th : threads) {
+        th.join();
+    }
+    EXPECT_EQ(failures.load(), 0);
+    const auto hits = b.counters("hits");
+    ASSERT_EQ(hits.size(), static_cast<std::size_t>(2 * kThreadsPerStore + 1));
+    EXPECT_EQ(hits[0].labels, "shared");
+    EXPECT_EQ(hits[0].value, 2 * kThreadsPerStore * kAddsEach);
+    for (std::size_t i = 1; i < hits.size(); ++i) {
+        EXPECT_EQ(hits[i].value, 2 * kAddsEach) << hits[i].labels;
+    }
+}
+
+TEST(StateStore, CountersFromConcurrentProcessesLoseNothing) {
+    TempDir dir;
+    const fs::path file = dir.path() / "state.db";
+    { StateStore create(file); }
+    constexpr int kChildren = 3;
+    constexpr int kAddsEach = 150;
+    std::vector<pid_t> children;
+    for (int c = 0; c < kChildren; ++c) {
+        const pid_t pid = ::fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            try {
+                StateStore store(file);
+                for (int i = 0; i < kAddsEach; ++i) {
+                    store.counter_add("hits", "", 1);
+                }
+            } catch (...) {
+                ::_exit(1);
+            }
+            ::_exit(0);
+        }
+        children.push_back(pid);
+    }
+    for (const pid_t pid : children) {
+        const int status = wait_bounded(pid, std::chrono::seconds(60));
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    }
+    StateStore store(file);
+    ASSERT_EQ(store.counters("hits").size(), 1u);
+    EXPECT_EQ(store.counters("hits")[0].value, kChildren * kAddsEach);
+}
+
+// ---- with_db -------------------------------------------------------------------------------
+
+TEST(StateStore, WithDbReturnsAndMapsSqliteErrors) {
+    TempDir dir;
+    StateStore store(dir.path() / "state.db");
+    const int64_t n = store.with_db("counting", [](Database& db) {
+        Statement st = db.prepare("SELECT count(*) FROM runs");
+        return st.step() ? st.column_int64(0) : int64_t{-1};
+    });
+    EXPECT_EQ(n, 0);
+    store.with_db("writing", [](Database& db) { db.exec("CREATE TABLE extra (x)"); });
+    try {
+        store.with_db("doing the impossible",
+                      [](Database& db) { db.exec("INSERT INTO missing VALUES (1)"); });
+        ADD_FAILURE() << "no error";
+    } catch (const SqliteError& e) {
+        ADD_FAILURE() << "raw SqliteError escaped: " << e.what();
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("state database " + store.path().string()), std::string::npos) << msg;
+        EXPECT_NE(msg.find("doing the impossible"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("no such table"), std::string::npos) << msg;
+    }
+    // Other exceptions pass through untouched, and the mutex is released.
+    EXPECT_THROW(store.with_db("x", [](Database&) { throw std::out_of_range("mine"); }),
+                 std::out_of_range);
+    store.kv_set("after", "ok");
+    EXPECT_EQ(store.kv_get("after"), "ok");
+}
+
+// Nothing else of the store runs while with_db() holds it: a value that another thread keeps
+// rewriting does not change between two reads inside one with_db() call.
+TEST(StateStore, WithDbExcludesOtherThreads) {
+    TempDir dir;
+    StateStore store(dir.path() / "state.db");
+    store.kv_set("k", "0");
+    std::atomic<bool> stop{false};
+    std::thread other([&] {
+        for (int i = 1; !stop; ++i) {
+            store.kv_set("k", std::to_string(i));
+        }
+    });
+    int changed = 0;
+    for (int i = 0; i < 100; ++i) {
+        store.with_db("reading twice", [&](Database& db) {
+            const auto read = [&db] {
+                Statement st = db.prepare("SELECT value FROM kv WHERE key = 'k'");
+                return st.step() ? st.column_text(0) : std::string();
+            };
+            const std::string first = read();
+            std::this_thread::sleep_for(std::chrono::microseconds(300));
+            if (read() != first) {
+                ++changed;
+            }
+        });
+    }
+    stop = true;
+    other.join();
+    EXPECT_EQ(changed, 0);
+    EXPECT_NE(store.kv_get("k"), "0");  // the other thread did get to write meanwhile
 }
 
 // ---- concurrency ---------------------------------------------------------------------------

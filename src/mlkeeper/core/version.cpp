@@ -22,6 +22,10 @@ std::string version() {
     return MLK_VERSION;
 }
 
+std::string revision() {
+    return MLK_GIT_HASH;
+}
+
 std::string version_text() {
     std::string out = fmt::format("mlkeeper {} (git {}, {} build)\n", MLK_VERSION, MLK_GIT_HASH,
                                   std::string(MLK_BUILD_TYPE).empty() ? "default" : MLK_BUILD_TYPE);

@@ -7,6 +7,7 @@
 namespace mlk::core {
 
 std::string version();       // "0.1.0"
+std::string revision();      // the git hash it was built from ("unknown" outside a checkout)
 std::string version_text();  // multi-line: version, git hash, build type, linked libraries
 
 }  // namespace mlk::core

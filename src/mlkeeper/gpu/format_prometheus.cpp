@@ -37,7 +37,8 @@ std::string to_prometheus(const Snapshot& s, const Judgement& j) {
     m.sample("mlkeeper_gpu_sample_timestamp_seconds",
              std::chrono::duration<double>(s.time.time_since_epoch()).count());
     for (const auto& g : s.gpus) {
-        const core::Labels id = {{"gpu", std::to_string(g.index)}, {"uuid", g.uuid}};
+        const core::Labels id = {
+            {"gpu", std::to_string(g.index)}, {"uuid", g.uuid}, {"name", g.name}};
         auto put = [&](const char* name, const auto& v, double scale) {
             if (v) {
                 m.sample(name, id, static_cast<double>(*v) * scale);

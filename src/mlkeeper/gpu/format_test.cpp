@@ -175,13 +175,19 @@ TEST(GpuFormat, PrometheusBaseUnitsAndPromtool) {
     std::string text = to_prometheus(s, judge(s, Thresholds{}));
     for (const char* want : {
              "mlkeeper_gpu_devices 4",
-             "mlkeeper_gpu_temperature_celsius{gpu=\"0\",uuid=\"GPU-aaaa\"} 65",
-             "mlkeeper_gpu_utilization_ratio{gpu=\"0\",uuid=\"GPU-aaaa\"} 0.3",
-             "mlkeeper_gpu_memory_used_bytes{gpu=\"0\",uuid=\"GPU-aaaa\"} 21474836480",
-             "mlkeeper_gpu_power_draw_watts{gpu=\"0\",uuid=\"GPU-aaaa\"} 250.5",
-             "mlkeeper_gpu_sm_clock_hertz{gpu=\"0\",uuid=\"GPU-aaaa\"} 1410000000",
-             "mlkeeper_gpu_up{gpu=\"2\",uuid=\"\"} 0",
-             "mlkeeper_gpu_clocks_throttled{gpu=\"0\",uuid=\"GPU-aaaa\",reason=\"sw_power_cap\"} 1",
+             "mlkeeper_gpu_temperature_celsius{gpu=\"0\",uuid=\"GPU-aaaa\",name=\"NVIDIA "
+             "A100-SXM4-80GB\"} 65",
+             "mlkeeper_gpu_utilization_ratio{gpu=\"0\",uuid=\"GPU-aaaa\",name=\"NVIDIA "
+             "A100-SXM4-80GB\"} 0.3",
+             "mlkeeper_gpu_memory_used_bytes{gpu=\"0\",uuid=\"GPU-aaaa\",name=\"NVIDIA "
+             "A100-SXM4-80GB\"} 21474836480",
+             "mlkeeper_gpu_power_draw_watts{gpu=\"0\",uuid=\"GPU-aaaa\",name=\"NVIDIA "
+             "A100-SXM4-80GB\"} 250.5",
+             "mlkeeper_gpu_sm_clock_hertz{gpu=\"0\",uuid=\"GPU-aaaa\",name=\"NVIDIA "
+             "A100-SXM4-80GB\"} 1410000000",
+             "mlkeeper_gpu_up{gpu=\"2\",uuid=\"\",name=\"Tesla K80\"} 0",
+             "mlkeeper_gpu_clocks_throttled{gpu=\"0\",uuid=\"GPU-aaaa\",name=\"NVIDIA "
+             "A100-SXM4-80GB\",reason=\"sw_power_cap\"} 1",
              "# TYPE mlkeeper_gpu_ecc_errors_total counter",
              "name=\"weird \\\"name\\\"\\\\\"",
          }) {

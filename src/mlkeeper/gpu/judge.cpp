@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "mlkeeper/core/config.hpp"
+#include "mlkeeper/core/error.hpp"
 #include "mlkeeper/util/strings.hpp"
 
 namespace mlk::gpu {
@@ -172,6 +174,21 @@ Judgement judge(const Snapshot& snapshot, const Thresholds& t) {
         j.overall = std::max(j.overall, f.level);
     }
     return j;
+}
+
+Thresholds thresholds_from(const core::Config& cfg) {
+    Thresholds t;
+    t.temp_warn_c = static_cast<double>(cfg.integer("gpu.temp_threshold"));
+    t.temp_crit_c = static_cast<double>(cfg.integer("gpu.temp_crit"));
+    t.memory_pct = cfg.number("gpu.memory_threshold");
+    t.power_pct = cfg.number("gpu.power_threshold");
+    if (t.temp_crit_c < t.temp_warn_c) {
+        throw ConfigError(fmt::format(
+            "gpu.temp_crit: {}°C is below gpu.temp_threshold {}°C; set the critical "
+            "temperature (MLKEEPER_GPU_TEMP_CRIT) at or above the warning one (TEMP_THRESHOLD)",
+            t.temp_crit_c, t.temp_warn_c));
+    }
+    return t;
 }
 
 }  // namespace mlk::gpu

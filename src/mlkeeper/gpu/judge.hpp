@@ -10,6 +10,10 @@
 
 #include "mlkeeper/gpu/sampler.hpp"
 
+namespace mlk::core {
+class Config;
+}
+
 namespace mlk::gpu {
 
 // Limits are exceeded when the value is strictly above them, as the seeds' `-gt` tests.
@@ -49,6 +53,10 @@ struct Judgement {
 };
 
 Judgement judge(const Snapshot& snapshot, const Thresholds& t);
+
+// The [gpu] thresholds of a loaded configuration. Throws ConfigError when the critical
+// temperature is below the warning one.
+Thresholds thresholds_from(const core::Config& cfg);
 
 // The throttle reasons that are worth a warning: thermal slowdowns and the external power brake
 // (not the routine software power cap or idle clocks).

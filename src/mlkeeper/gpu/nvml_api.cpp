@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -69,6 +70,10 @@ using UtilFn = Return (*)(Device, Utilization*);
 using DevUllFn = Return (*)(Device, unsigned long long*);
 using EccFn = Return (*)(Device, int, int, unsigned long long*);
 using ProcsFn = Return (*)(Device, unsigned int*, void*);
+using EventSetCreateFn = Return (*)(EventSetHandle*);
+using EventSetFreeFn = Return (*)(EventSetHandle);
+using RegisterEventsFn = Return (*)(Device, unsigned long long, EventSetHandle);
+using EventWaitFn = Return (*)(EventSetHandle, void*, unsigned int);
 
 struct DlCloser {
     void operator()(void* h) const {
@@ -101,6 +106,12 @@ struct Nvml::Fns {
     EccFn ecc = nullptr;
     ProcsFn processes = nullptr;
     int processes_version = 0;  // 1, 2 or 3: which struct layout `processes` fills
+    EventSetCreateFn event_set_create = nullptr;
+    EventSetFreeFn event_set_free = nullptr;
+    DevUllFn supported_events = nullptr;
+    RegisterEventsFn register_events = nullptr;
+    EventWaitFn event_wait = nullptr;
+    int event_wait_version = 0;  // 2: fills EventData, 1: EventDataV1, 0: no events
 };
 
 Nvml::Nvml(const std::string& library) : library_(library), fns_(std::make_unique<Fns>()) {
@@ -169,6 +180,26 @@ Nvml::Nvml(const std::string& library) : library_(library), fns_(std::make_uniqu
         f.processes_version = processes_symbol_.ends_with("_v3")   ? 3
                               : processes_symbol_.ends_with("_v2") ? 2
                                                                    : 1;
+    }
+    // Events only as a whole: a library with some of these calls but not all has none.
+    f.event_set_create = util::find_symbol<EventSetCreateFn>(h, {"nvmlEventSetCreate"}, nullptr);
+    f.event_set_free = util::find_symbol<EventSetFreeFn>(h, {"nvmlEventSetFree"}, nullptr);
+    f.register_events =
+        util::find_symbol<RegisterEventsFn>(h, {"nvmlDeviceRegisterEvents"}, nullptr);
+    f.supported_events =
+        util::find_symbol<DevUllFn>(h, {"nvmlDeviceGetSupportedEventTypes"}, nullptr);
+    f.event_wait = util::find_symbol<EventWaitFn>(h, {"nvmlEventSetWait_v2", "nvmlEventSetWait"},
+                                                  &event_wait_symbol_);
+    if (f.event_set_create != nullptr && f.event_set_free != nullptr &&
+        f.register_events != nullptr && f.event_wait != nullptr) {
+        f.event_wait_version = event_wait_symbol_.ends_with("_v2") ? 2 : 1;
+    } else {
+        f.event_set_create = nullptr;
+        f.event_set_free = nullptr;
+        f.register_events = nullptr;
+        f.supported_events = nullptr;
+        f.event_wait = nullptr;
+        event_wait_symbol_.clear();
     }
 
     Return r = f.init();
@@ -329,6 +360,81 @@ Return Nvml::compute_processes(Device d, std::vector<RawProcess>* out) const {
         default:
             return kErrorFunctionNotFound;
     }
+}
+
+EventSet::EventSet(EventSet&& other) noexcept
+    : nvml_(std::exchange(other.nvml_, nullptr)), handle_(std::exchange(other.handle_, nullptr)) {}
+
+EventSet& EventSet::operator=(EventSet&& other) noexcept {
+    if (this != &other) {
+        reset();
+        nvml_ = std::exchange(other.nvml_, nullptr);
+        handle_ = std::exchange(other.handle_, nullptr);
+    }
+    return *this;
+}
+
+void EventSet::reset() {
+    if (handle_ != nullptr && nvml_ != nullptr) {
+        nvml_->free_event_set(handle_);
+    }
+    nvml_ = nullptr;
+    handle_ = nullptr;
+}
+
+bool Nvml::has_events() const {
+    return fns_->event_wait_version != 0;
+}
+
+Return Nvml::create_event_set(EventSet* out) const {
+    out->reset();
+    if (!has_events()) {
+        return kErrorFunctionNotFound;
+    }
+    EventSetHandle h = nullptr;
+    Return r = fns_->event_set_create(&h);
+    if (r == kSuccess) {
+        out->nvml_ = this;
+        out->handle_ = h;
+    }
+    return r;
+}
+
+Return Nvml::free_event_set(EventSetHandle set) const {
+    return has_events() ? fns_->event_set_free(set) : kErrorFunctionNotFound;
+}
+
+Return Nvml::supported_event_types(Device d, unsigned long long* mask) const {
+    return fns_->supported_events != nullptr ? fns_->supported_events(d, mask)
+                                             : kErrorFunctionNotFound;
+}
+
+Return Nvml::register_events(Device d, unsigned long long event_types, const EventSet& set) const {
+    if (!has_events()) {
+        return kErrorFunctionNotFound;
+    }
+    if (!set) {
+        return kErrorInvalidArgument;
+    }
+    return fns_->register_events(d, event_types, set.handle());
+}
+
+Return Nvml::wait_event(const EventSet& set, EventData* out, unsigned int timeout_ms) const {
+    if (!has_events()) {
+        return kErrorFunctionNotFound;
+    }
+    if (!set) {
+        return kErrorInvalidArgument;
+    }
+    if (fns_->event_wait_version == 2) {
+        return fns_->event_wait(set.handle(), out, timeout_ms);
+    }
+    // The old call writes only the shorter struct; handing it an EventData would also work, but
+    // would leave the instance ids to whatever was there.
+    EventDataV1 v1{};
+    Return r = fns_->event_wait(set.handle(), &v1, timeout_ms);
+    *out = EventData{v1.device, v1.event_type, v1.event_data, kNoInstance, kNoInstance};
+    return r;
 }
 
 }  // namespace mlk::gpu::nvml

@@ -1,7 +1,8 @@
 // The few NVML types and constants mlkeeper uses (ABI values copied from nvml.h, so there is no
 // build-time NVIDIA dependency) and Nvml, which dlopen()s the library at run time, resolves its
 // versioned symbols and pairs nvmlInit with nvmlShutdown. Thread safety: NVML itself is
-// thread-safe, but an Nvml object is meant for one thread (the sampler that owns it).
+// thread-safe, but an Nvml object is meant for one thread (the sampler or XID watcher that owns
+// it); an EventSet belongs to the thread of its Nvml.
 #pragma once
 
 #include <cstdint>
@@ -93,6 +94,32 @@ struct ProcessInfoV2 {  // nvmlProcessInfo_v2_t == nvmlProcessInfo_t: the _v2 an
 static_assert(sizeof(Memory) == 24 && sizeof(MemoryV2) == 40 && sizeof(Utilization) == 8);
 static_assert(sizeof(ProcessInfoV1) == 16 && sizeof(ProcessInfoV2) == 24);
 
+using EventSetHandle = struct nvmlEventSet_st*;  // nvmlEventSet_t: opaque handle
+
+// nvmlEventType* bits (nvmlDeviceRegisterEvents, nvmlDeviceGetSupportedEventTypes).
+inline constexpr unsigned long long kEventTypeSingleBitEccError = 0x1;
+inline constexpr unsigned long long kEventTypeDoubleBitEccError = 0x2;
+inline constexpr unsigned long long kEventTypePState = 0x4;
+inline constexpr unsigned long long kEventTypeXidCriticalError = 0x8;
+inline constexpr unsigned long long kEventTypeClock = 0x10;
+
+// What nvmlEventSetWait_v2 reports for a GPU that is not split into MIG instances.
+inline constexpr unsigned int kNoInstance = 0xFFFFFFFFu;
+
+struct EventData {  // nvmlEventData_t as nvmlEventSetWait_v2 fills it
+    Device device;
+    unsigned long long event_type;  // one kEventType* bit
+    unsigned long long event_data;  // the XID number for kEventTypeXidCriticalError
+    unsigned int gpu_instance_id;
+    unsigned int compute_instance_id;
+};
+struct EventDataV1 {  // the pre-MIG nvmlEventData_t of nvmlEventSetWait: no instance ids
+    Device device;
+    unsigned long long event_type;
+    unsigned long long event_data;
+};
+static_assert(sizeof(EventData) == 32 && sizeof(EventDataV1) == 24);
+
 // NVML's own name for a code ("NVML_ERROR_GPU_IS_LOST"), for messages when nvmlErrorString is
 // unavailable and for logs.
 std::string_view return_name(Return r);
@@ -128,6 +155,29 @@ struct RawProcess {
     unsigned long long used_gpu_memory = kValueNotAvailable;
 };
 
+class Nvml;
+
+// An nvmlEventSet_t, freed (nvmlEventSetFree) when destroyed; empty until Nvml::create_event_set
+// fills it. It must not outlive the Nvml that created it.
+class EventSet {
+  public:
+    EventSet() = default;
+    ~EventSet() { reset(); }
+    EventSet(EventSet&& other) noexcept;
+    EventSet& operator=(EventSet&& other) noexcept;
+    EventSet(const EventSet&) = delete;
+    EventSet& operator=(const EventSet&) = delete;
+
+    explicit operator bool() const { return handle_ != nullptr; }
+    EventSetHandle handle() const { return handle_; }
+    void reset();
+
+  private:
+    friend class Nvml;
+    const Nvml* nvml_ = nullptr;
+    EventSetHandle handle_ = nullptr;
+};
+
 // The loaded library: dlopen + nvmlInit on construction, nvmlShutdown + dlclose on destruction.
 // Required symbols (init, shutdown, device count, handles, name, UUID, temperature, memory,
 // utilization) must exist or the constructor throws NvmlError(kSymbolMissing); the rest are
@@ -146,6 +196,8 @@ class Nvml {
     const std::string& count_symbol() const { return count_symbol_; }
     const std::string& handle_symbol() const { return handle_symbol_; }
     const std::string& processes_symbol() const { return processes_symbol_; }
+    // "nvmlEventSetWait_v2", "nvmlEventSetWait", or empty when the library has no events.
+    const std::string& event_wait_symbol() const { return event_wait_symbol_; }
 
     std::string error_string(Return r) const;
     Return driver_version(std::string* out) const;
@@ -169,11 +221,28 @@ class Nvml {
     // whichever of _v3/_v2/v1 the library has (with the struct layout of that version).
     Return compute_processes(Device d, std::vector<RawProcess>* out) const;
 
+    // Events (XID errors). Optional as a group: without nvmlEventSetCreate, nvmlEventSetFree,
+    // nvmlDeviceRegisterEvents and one of the waits, has_events() is false and every call below
+    // returns kErrorFunctionNotFound.
+    bool has_events() const;
+    // Replaces `out` (freeing what it held) with a new set.
+    Return create_event_set(EventSet* out) const;
+    // The kEventType* bits the GPU can report (nvmlDeviceGetSupportedEventTypes).
+    Return supported_event_types(Device d, unsigned long long* mask) const;
+    Return register_events(Device d, unsigned long long event_types, const EventSet& set) const;
+    // Blocks up to `timeout_ms` for the next event of the set: kErrorTimeout when none came.
+    // Through nvmlEventSetWait (older drivers) the instance ids read kNoInstance.
+    Return wait_event(const EventSet& set, EventData* out, unsigned int timeout_ms) const;
+
   private:
+    friend class EventSet;
+    Return free_event_set(EventSetHandle set) const;
+
     struct Fns;
     void* handle_ = nullptr;
     std::string library_;
     std::string init_symbol_, count_symbol_, handle_symbol_, processes_symbol_;
+    std::string event_wait_symbol_;
     std::unique_ptr<Fns> fns_;
 };
 

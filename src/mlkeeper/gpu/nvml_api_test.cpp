@@ -1,5 +1,8 @@
 #include "mlkeeper/gpu/nvml_api.hpp"
 
+#include <utility>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "support/fake_nvml.hpp"
@@ -208,6 +211,172 @@ TEST(NvmlApi, StringsAndErrors) {
     EXPECT_EQ(n.handle_by_index(5, &d), kErrorInvalidArgument);
     EXPECT_EQ(n.error_string(kErrorGpuIsLost), "GPU is lost");
     EXPECT_EQ(count_of(sc.read_init_log(), "init"), 1u);
+}
+
+// Waits on `set` until `n` events came or a wait timed out; the fake's timeouts are short.
+std::vector<EventData> drain(const Nvml& n, const EventSet& set, std::size_t max_events,
+                             Return* last) {
+    std::vector<EventData> out;
+    for (std::size_t i = 0; i <= max_events; ++i) {
+        EventData e{};
+        *last = n.wait_event(set, &e, 100);
+        if (*last != kSuccess) {
+            break;
+        }
+        out.push_back(e);
+    }
+    return out;
+}
+
+TEST(NvmlApi, XidEventsComeInOrderAcrossGpusThenTheWaitTimesOut) {
+    MLK_REQUIRE_FAKE_NVML(lib, "");
+    Scenario sc("gpu 0 xid=13,31\ngpu 1 xid=79\n");
+    Nvml n(lib);
+    ASSERT_TRUE(n.has_events());
+    EXPECT_EQ(n.event_wait_symbol(), "nvmlEventSetWait_v2");
+    Device d0 = nullptr;
+    Device d1 = nullptr;
+    ASSERT_EQ(n.handle_by_index(0, &d0), kSuccess);
+    ASSERT_EQ(n.handle_by_index(1, &d1), kSuccess);
+    unsigned long long mask = 0;
+    ASSERT_EQ(n.supported_event_types(d0, &mask), kSuccess);
+    EXPECT_NE(mask & kEventTypeXidCriticalError, 0u);
+    EventSet set;
+    ASSERT_EQ(n.create_event_set(&set), kSuccess);
+    ASSERT_TRUE(set);
+    ASSERT_EQ(n.register_events(d0, kEventTypeXidCriticalError, set), kSuccess);
+    ASSERT_EQ(n.register_events(d1, kEventTypeXidCriticalError, set), kSuccess);
+    Return last = kSuccess;
+    auto events = drain(n, set, 10, &last);
+    EXPECT_EQ(last, kErrorTimeout);
+    ASSERT_EQ(events.size(), 3u);
+    EXPECT_EQ(events[0].device, d0);
+    EXPECT_EQ(events[0].event_type, kEventTypeXidCriticalError);
+    EXPECT_EQ(events[0].event_data, 13u);
+    EXPECT_EQ(events[0].gpu_instance_id, kNoInstance);
+    EXPECT_EQ(events[0].compute_instance_id, kNoInstance);
+    EXPECT_EQ(events[1].device, d0);
+    EXPECT_EQ(events[1].event_data, 31u);
+    EXPECT_EQ(events[2].device, d1);
+    EXPECT_EQ(events[2].event_data, 79u);
+}
+
+TEST(NvmlApi, OnlyRegisteredGpusDeliverEvents) {
+    MLK_REQUIRE_FAKE_NVML(lib, "");
+    Scenario sc("gpu 0 xid=13\ngpu 1 xid=79\n");
+    Nvml n(lib);
+    Device d1 = nullptr;
+    ASSERT_EQ(n.handle_by_index(1, &d1), kSuccess);
+    EventSet set;
+    ASSERT_EQ(n.create_event_set(&set), kSuccess);
+    ASSERT_EQ(n.register_events(d1, kEventTypeXidCriticalError, set), kSuccess);
+    Return last = kSuccess;
+    auto events = drain(n, set, 10, &last);
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0].device, d1);
+    EXPECT_EQ(events[0].event_data, 79u);
+}
+
+TEST(NvmlApi, RegisteringAGpuWithoutEventsIsNotSupported) {
+    MLK_REQUIRE_FAKE_NVML(lib, "");
+    Scenario sc("gpu 0 unsupported=events xid=13\ngpu 1 lost=1\n");
+    Nvml n(lib);
+    Device d0 = nullptr;
+    Device d1 = nullptr;
+    ASSERT_EQ(n.handle_by_index(0, &d0), kSuccess);
+    ASSERT_EQ(n.handle_by_index(1, &d1), kSuccess);
+    unsigned long long mask = ~0ULL;
+    ASSERT_EQ(n.supported_event_types(d0, &mask), kSuccess);
+    EXPECT_EQ(mask & kEventTypeXidCriticalError, 0u);
+    EventSet set;
+    ASSERT_EQ(n.create_event_set(&set), kSuccess);
+    EXPECT_EQ(n.register_events(d0, kEventTypeXidCriticalError, set), kErrorNotSupported);
+    EXPECT_EQ(n.register_events(d1, kEventTypeXidCriticalError, set), kErrorGpuIsLost);
+    EventData e{};
+    EXPECT_EQ(n.wait_event(set, &e, 50), kErrorTimeout);
+    // An empty set is an argument error, not a crash inside the driver.
+    EventSet empty;
+    EXPECT_EQ(n.register_events(d0, kEventTypeXidCriticalError, empty), kErrorInvalidArgument);
+    EXPECT_EQ(n.wait_event(empty, &e, 50), kErrorInvalidArgument);
+}
+
+TEST(NvmlApi, EventSetsAreFreedOnceAndBeforeShutdown) {
+    MLK_REQUIRE_FAKE_NVML(lib, "");
+    Scenario sc("gpu 0\n");
+    {
+        Nvml n(lib);
+        EventSet a;
+        ASSERT_EQ(n.create_event_set(&a), kSuccess);
+        EventSet b(std::move(a));
+        EXPECT_FALSE(a);  // NOLINT(bugprone-use-after-move): moved-from sets are empty
+        EXPECT_TRUE(b);
+        EventSet c;
+        ASSERT_EQ(n.create_event_set(&c), kSuccess);
+        c = std::move(b);                             // frees c's own set
+        ASSERT_EQ(n.create_event_set(&c), kSuccess);  // frees the moved-in one
+        EXPECT_EQ(count_of(sc.read_init_log(), "eventset create"), 3u);
+        EXPECT_EQ(count_of(sc.read_init_log(), "eventset free"), 2u);
+    }
+    EXPECT_EQ(sc.read_init_log(),
+              "init nvmlInit_v2\neventset create\neventset create\neventset free\n"
+              "eventset free\neventset create\neventset free\nshutdown\n");
+}
+
+TEST(NvmlApi, AWaitErrorFromTheDriverIsPassedOn) {
+    MLK_REQUIRE_FAKE_NVML(lib, "");
+    Scenario sc("gpu 0 xid=e15,48\n");
+    Nvml n(lib);
+    Device d0 = nullptr;
+    ASSERT_EQ(n.handle_by_index(0, &d0), kSuccess);
+    EventSet set;
+    ASSERT_EQ(n.create_event_set(&set), kSuccess);
+    ASSERT_EQ(n.register_events(d0, kEventTypeXidCriticalError, set), kSuccess);
+    EventData e{};
+    EXPECT_EQ(n.wait_event(set, &e, 50), kErrorGpuIsLost);
+    ASSERT_EQ(n.wait_event(set, &e, 50), kSuccess);
+    EXPECT_EQ(e.event_data, 48u);
+}
+
+// Older drivers: nvmlEventSetWait fills the shorter struct, and the ids must not be garbage.
+TEST(NvmlApi, OldWaitUsesTheShortStruct) {
+    MLK_REQUIRE_FAKE_NVML(lib, "nov3");
+    Scenario sc("gpu 0 xid=31\n");
+    Nvml n(lib);
+    ASSERT_TRUE(n.has_events());
+    EXPECT_EQ(n.event_wait_symbol(), "nvmlEventSetWait");
+    Device d0 = nullptr;
+    ASSERT_EQ(n.handle_by_index(0, &d0), kSuccess);
+    EventSet set;
+    ASSERT_EQ(n.create_event_set(&set), kSuccess);
+    ASSERT_EQ(n.register_events(d0, kEventTypeXidCriticalError, set), kSuccess);
+    EventData e{};
+    e.gpu_instance_id = 7;
+    e.compute_instance_id = 7;
+    ASSERT_EQ(n.wait_event(set, &e, 50), kSuccess);
+    EXPECT_EQ(e.device, d0);
+    EXPECT_EQ(e.event_type, kEventTypeXidCriticalError);
+    EXPECT_EQ(e.event_data, 31u);
+    EXPECT_EQ(e.gpu_instance_id, kNoInstance);
+    EXPECT_EQ(e.compute_instance_id, kNoInstance);
+    EXPECT_EQ(n.wait_event(set, &e, 50), kErrorTimeout);
+}
+
+TEST(NvmlApi, LibraryWithoutEventsStillLoads) {
+    MLK_REQUIRE_FAKE_NVML(lib, "v1");
+    Scenario sc("gpu 0 xid=13\n");
+    Nvml n(lib);
+    EXPECT_FALSE(n.has_events());
+    EXPECT_EQ(n.event_wait_symbol(), "");
+    Device d0 = nullptr;
+    ASSERT_EQ(n.handle_by_index(0, &d0), kSuccess);
+    EventSet set;
+    EXPECT_EQ(n.create_event_set(&set), kErrorFunctionNotFound);
+    EXPECT_FALSE(set);
+    unsigned long long mask = 0;
+    EXPECT_EQ(n.supported_event_types(d0, &mask), kErrorFunctionNotFound);
+    EXPECT_EQ(n.register_events(d0, kEventTypeXidCriticalError, set), kErrorFunctionNotFound);
+    EventData e{};
+    EXPECT_EQ(n.wait_event(set, &e, 50), kErrorFunctionNotFound);
 }
 
 }  // namespace
