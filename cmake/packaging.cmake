@@ -50,6 +50,9 @@ install(FILES ${CMAKE_SOURCE_DIR}/examples/mlkeeper.toml ${CMAKE_SOURCE_DIR}/exa
 file(GLOB MLK_DOCS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/docs/*.md)
 install(FILES ${CMAKE_SOURCE_DIR}/README.md ${MLK_DOCS} DESTINATION share/doc/mlkeeper)
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/docs/formats DESTINATION share/doc/mlkeeper)
+# Prometheus scrape config and alert rules (with their promtool tests), and the Grafana dashboard.
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/packaging/prometheus ${CMAKE_SOURCE_DIR}/packaging/grafana
+  DESTINATION share/doc/mlkeeper/examples)
 
 set(MLK_PACKAGE_MAINTAINER "mlkeeper maintainers <mlkeeper@localhost>"
   CACHE STRING "Maintainer field of the .deb")

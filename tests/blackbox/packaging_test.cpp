@@ -601,7 +601,9 @@ TEST_F(DebCycle, InstallsRunsAndRemovesCleanly) {
           "./etc/mlkeeper/mlkeeper.toml", "./usr/share/man/man1/mlkeeper.1.gz",
           "./usr/share/bash-completion/completions/mlkeeper", "./usr/lib/sysusers.d/mlkeeper.conf",
           "./usr/lib/tmpfiles.d/mlkeeper.conf", "./usr/share/doc/mlkeeper/examples/cron.d/mlkeeper",
-          "./usr/share/doc/mlkeeper/PACKAGING.md"}) {
+          "./usr/share/doc/mlkeeper/PACKAGING.md",
+          "./usr/share/doc/mlkeeper/examples/prometheus/mlkeeper-alerts.yml",
+          "./usr/share/doc/mlkeeper/examples/grafana/mlkeeper-dashboard.json"}) {
         EXPECT_NE(listing.find(std::string(path) + "\n"), std::string::npos) << path;
     }
     EXPECT_EQ(listing.find("./etc/cron.d"), std::string::npos) << "would schedule jobs unasked";
