@@ -1,5 +1,6 @@
 #include "mlkeeper/core/state_store.hpp"
 #include "support/temp_dir.hpp"
+#include "support/wait.hpp"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -76,28 +77,6 @@ std::string open_error(const fs::path& file) {
     }
     ADD_FAILURE() << "StateStore(" << file << ") did not throw";
     return {};
-}
-
-// Waits for `pid` at most `timeout`; kills it when it overruns so no test can hang.
-int wait_bounded(pid_t pid, std::chrono::seconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    int status = 0;
-    while (true) {
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        if (r == pid) {
-            return status;
-        }
-        if (r < 0 && errno != EINTR) {
-            return -1;
-        }
-        if (std::chrono::steady_clock::now() > deadline) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, &status, 0);
-            ADD_FAILURE() << "child " << pid << " did not finish in time";
-            return -1;
-        }
-        std::this_thread::sleep_for(milliseconds(10));
-    }
 }
 
 // ---- SQLite wrapper -------------------------------------------------------------------
@@ -495,7 +474,7 @@ TEST(StateStore, RunLeftOpenByACrashHasNoExitCode) {
         ::raise(SIGKILL);  // dies without end_run, destructors or exit handlers
         ::_exit(4);
     }
-    const int status = wait_bounded(child, std::chrono::seconds(30));
+    const int status = testing::wait_child_bounded(child, std::chrono::seconds(30));
     ASSERT_TRUE(WIFSIGNALED(status)) << status;
     StateStore store(file);
     const auto runs = store.recent_runs(10);
@@ -786,7 +765,7 @@ std::string open_error_as_unprivileged(const fs::path& file) {
         msg.append(buf.data(), static_cast<std::size_t>(n));
     }
     ::close(fds[0]);
-    const int status = wait_bounded(child, std::chrono::seconds(30));
+    const int status = testing::wait_child_bounded(child, std::chrono::seconds(30));
     if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
         return "<skip>";
     }
@@ -955,7 +934,7 @@ TEST(StateStore, CountersFromConcurrentProcessesLoseNothing) {
         children.push_back(pid);
     }
     for (const pid_t pid : children) {
-        const int status = wait_bounded(pid, std::chrono::seconds(60));
+        const int status = testing::wait_child_bounded(pid, std::chrono::seconds(60));
         EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
     }
     StateStore store(file);
@@ -1073,7 +1052,7 @@ TEST(StateStore, ConcurrentProcessesLoseNoRuns) {
         parent_error = e.what();
     }
     for (const pid_t pid : children) {
-        const int status = wait_bounded(pid, std::chrono::seconds(60));
+        const int status = testing::wait_child_bounded(pid, std::chrono::seconds(60));
         EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
             << "child " << pid << " status " << status;
     }

@@ -265,7 +265,9 @@ ProxySession::Outcome ProxySession::handle(const http::RequestHead& req, Clock::
 
 std::optional<ProxyRefusal> ProxySession::acquire_upstream(const std::string& name, int port,
                                                            bool fresh, bool& reused) {
-    if (up_ && (fresh || up_model_ != name || up_port_ != port || !still_open(up_.get()))) {
+    const bool recent = std::chrono::steady_clock::now() - up_used_ < std::chrono::seconds(1);
+    if (up_ &&
+        (fresh || up_model_ != name || up_port_ != port || (!recent && !still_open(up_.get())))) {
         release_upstream(up_model_ == name && up_port_ == port ? Reuse::kNo : Reuse::kYes);
     }
     reused = static_cast<bool>(up_);
@@ -546,6 +548,8 @@ ProxySession::Exchange ProxySession::exchange(const http::RequestHead& req, cons
         out.keep_client = false;
     } else if (!up_clean_) {
         release_upstream(Reuse::kNo);
+    } else {
+        up_used_ = std::chrono::steady_clock::now();
     }
     return Exchange::kDone;
 }

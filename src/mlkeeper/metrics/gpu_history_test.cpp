@@ -1,5 +1,6 @@
 #include "mlkeeper/metrics/gpu_history.hpp"
 #include "support/temp_dir.hpp"
+#include "support/wait.hpp"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -76,28 +77,6 @@ const GpuHistory::Series* find_gpu(const GpuHistory::Query& q, int gpu) {
         }
     }
     return nullptr;
-}
-
-// Waits for `pid` at most `timeout`; kills it when it overruns so no test can hang.
-int wait_bounded(pid_t pid, std::chrono::seconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    int status = 0;
-    while (true) {
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        if (r == pid) {
-            return status;
-        }
-        if (r < 0 && errno != EINTR) {
-            return -1;
-        }
-        if (std::chrono::steady_clock::now() > deadline) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, &status, 0);
-            ADD_FAILURE() << "child " << pid << " did not finish in time";
-            return -1;
-        }
-        std::this_thread::sleep_for(milliseconds(5));
-    }
 }
 
 // ---- storing ---------------------------------------------------------------------------
@@ -678,7 +657,7 @@ TEST(GpuHistory, KilledWriterLeavesASoundDatabase) {
             std::this_thread::sleep_for(milliseconds(delay_ms(rng)));
         }
         ::kill(child, SIGKILL);
-        const int status = wait_bounded(child, seconds(30));
+        const int status = testing::wait_child_bounded(child, seconds(30));
         ASSERT_EQ(started, 1) << "the writer did not start: " << status;
         ASSERT_TRUE(WIFSIGNALED(status)) << "the writer stopped by itself: " << status;
     }
