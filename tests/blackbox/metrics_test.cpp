@@ -78,19 +78,9 @@ class MetricsTest : public ::testing::Test {
     fs::path config_path() const { return mk_.dir() / "mlkeeper.toml"; }
 
     util::Subprocess start_agent() {
-        util::RunOptions o;
-        o.kill_grace = 10000ms;
-        auto agent =
-            util::Subprocess::start(mk_.command_line({"--config", config_path().string(), "agent"}),
-                                    o, util::Subprocess::Output::kToFile, mk_.dir() / "agent.log");
-        EXPECT_TRUE(testing::wait_until([&] { return get("/health").status == 200; }, 15s))
-            << testing::slurp(mk_.dir() / "agent.log");
-        return agent;
+        return mk_.start_agent(config_path(), [&] { return get("/health").status == 200; });
     }
-    void stop_agent(util::Subprocess& agent) {
-        ::kill(agent.pid(), SIGTERM);
-        EXPECT_TRUE(agent.wait_for(20s).has_value()) << "agent did not stop";
-    }
+    void stop_agent(util::Subprocess& agent) { MlkeeperRunner::stop_agent(agent); }
 
     core::HttpResponse get(const std::string& path, const std::string& token = "") {
         core::HttpRequest r;

@@ -1,8 +1,12 @@
 #include "support/mlkeeper_runner.hpp"
 
+#include <gtest/gtest.h>
+#include <signal.h>
+
 #include <cstdlib>
 
 #include "mlkeeper/util/strings.hpp"
+#include "support/wait.hpp"
 
 namespace mlk::testing {
 
@@ -49,6 +53,22 @@ util::RunResult MlkeeperRunner::run_on_tty(const std::vector<std::string>& args,
     opts.stdin_data = input;
     return util::run_process(
         {"/usr/bin/script", "-qec", util::shell_join(command_line(args, {})), "/dev/null"}, opts);
+}
+
+util::Subprocess MlkeeperRunner::start_agent(const std::filesystem::path& config,
+                                             const std::function<bool()>& ready,
+                                             std::chrono::seconds limit) const {
+    util::RunOptions o;
+    o.kill_grace = std::chrono::milliseconds(10000);
+    auto agent = util::Subprocess::start(command_line({"--config", config.string(), "agent"}), o,
+                                         util::Subprocess::Output::kToFile, dir_ / "agent.log");
+    EXPECT_TRUE(wait_until(ready, limit)) << slurp(dir_ / "agent.log");
+    return agent;
+}
+
+void MlkeeperRunner::stop_agent(util::Subprocess& agent) {
+    ::kill(agent.pid(), SIGTERM);
+    EXPECT_TRUE(agent.wait_for(std::chrono::seconds(20)).has_value()) << "agent did not stop";
 }
 
 }  // namespace mlk::testing

@@ -3,6 +3,8 @@
 // Thread safety: one per test.
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -35,6 +37,15 @@ class MlkeeperRunner {
     std::vector<std::string> command_line(
         const std::vector<std::string>& args,
         const std::map<std::string, std::string>& extra_env = {}) const;
+
+    // `mlkeeper --config CONFIG agent` in the background, its output in dir()/agent.log; waits
+    // up to `limit` for `ready` (e.g. its /health answering) and records a test failure with the
+    // log when it does not come. The Subprocess kills the agent if the test leaves it running.
+    util::Subprocess start_agent(const std::filesystem::path& config,
+                                 const std::function<bool()>& ready,
+                                 std::chrono::seconds limit = std::chrono::seconds(15)) const;
+    // SIGTERM, then waits up to 20 s for the agent to stop (a test failure if it does not).
+    static void stop_agent(util::Subprocess& agent);
 
   private:
     TempDir dir_;
