@@ -127,6 +127,11 @@ CREATE TABLE counters (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (name, labels)
 ) WITHOUT ROWID;
+-- Delivery failures were kv rows alert.failures.CHANNEL before: carried over, not lost.
+INSERT INTO counters (name, labels, value, updated_at)
+    SELECT 'alerts_failed', 'channel=' || substr(key, 16), CAST(value AS INTEGER), updated_at
+    FROM kv WHERE key LIKE 'alert.failures.%';
+DELETE FROM kv WHERE key LIKE 'alert.failures.%';
 )sql",
 };
 

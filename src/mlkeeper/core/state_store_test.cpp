@@ -288,6 +288,7 @@ TEST(StateStore, MigratesAVersion3File) {
     {
         StateStore store(file);
         store.kv_set("kept", "yes");
+        store.kv_set("alert.failures.email", "4");  // how version 3 counted failed deliveries
     }
     raw_query(file, "DROP TABLE gpu_samples");
     raw_query(file, "DROP TABLE gpu_devices");
@@ -299,6 +300,11 @@ TEST(StateStore, MigratesAVersion3File) {
     store.counter_add("c", "", 1);
     EXPECT_EQ(store.counters("c").size(), 1u);
     EXPECT_EQ(raw_query(file, "SELECT count(*) FROM gpu_samples"), "0");
+    const auto failed = store.counters("alerts_failed");
+    ASSERT_EQ(failed.size(), 1u);
+    EXPECT_EQ(failed[0].labels, "channel=email");
+    EXPECT_EQ(failed[0].value, 4);
+    EXPECT_FALSE(store.kv_get("alert.failures.email"));
 }
 
 TEST(StateStore, ReopenDoesNotMigrateAgain) {

@@ -32,10 +32,6 @@ double unix_seconds(Clock::time_point t) {
     return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
 
-nlohmann::json opt(const std::optional<double>& v) {
-    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
-}
-
 template <class T>
 nlohmann::json opt_num(const std::optional<T>& v) {
     return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
@@ -60,8 +56,8 @@ nlohmann::json gpus_json(const GpuReading& r) {
                        {"util_gpu", opt_num(g.util_gpu_pct)},
                        {"mem_used_bytes", opt_num(g.mem_used_bytes)},
                        {"mem_total_bytes", opt_num(g.mem_total_bytes)},
-                       {"power_draw_w", opt(g.power_draw_w)},
-                       {"power_limit_w", opt(g.power_limit_w)},
+                       {"power_draw_w", opt_num(g.power_draw_w)},
+                       {"power_limit_w", opt_num(g.power_limit_w)},
                        {"status", std::string(gpu::to_string(r.judgement.gpu_level(g.index)))},
                        {"findings", findings}});
     }

@@ -155,7 +155,7 @@ void HistoryFamilies::append_jobs(core::MetricsText& m) {
     for (const auto& [key, n] : job_counts()) {
         m.sample("mlkeeper_job_runs_total", {{"job_name", key.first}, {"outcome", key.second}}, n);
     }
-    for (const auto& j : jobs()) {
+    for (const auto& j : job_rows()) {  // job_counts() just ran
         const core::Labels l = {{"job_name", j["job"].get<std::string>()}};
         if (j.contains("last_ms")) {
             m.sample("mlkeeper_job_last_run_timestamp_seconds", l,
@@ -197,6 +197,10 @@ std::map<std::pair<std::string, std::string>, double> HistoryFamilies::job_count
 
 nlohmann::json HistoryFamilies::jobs() {
     job_counts();  // learns the job names
+    return job_rows();
+}
+
+nlohmann::json HistoryFamilies::job_rows() {
     // Each subquery walks the (job, started_at) index from the newest run and stops early.
     auto st = db_.prepare(
         "SELECT ?1, "

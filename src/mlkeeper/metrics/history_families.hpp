@@ -58,6 +58,8 @@ class HistoryFamilies {
     };
     // The counts as of now: `counts_` refreshed, plus the finished rows after its watermark.
     std::map<std::pair<std::string, std::string>, double> job_counts();
+    // jobs() for the job names counts_ knows, without refreshing them.
+    nlohmann::json job_rows();
 
     core::Database db_;
     JobCounts counts_;
