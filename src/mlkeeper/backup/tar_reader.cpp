@@ -31,8 +31,9 @@ void TarReader::ArchiveFree::operator()(struct archive* a) const {
 }
 
 TarReader::TarReader(const std::filesystem::path& archive, const crypto::DecryptWith* keys,
-                     std::string_view name)
+                     std::string_view name, RawHash raw_hash)
     : path_(archive),
+      raw_hash_(raw_hash),
       raw_pipe_(kReadAheadChunks, kBufSize),
       plain_pipe_(kReadAheadChunks, kBufSize),
       pipe_(kReadAheadChunks, kBufSize) {
@@ -101,7 +102,9 @@ void TarReader::read_raw() {
                 return;
             }
             c.size = static_cast<std::size_t>(n);
-            raw_sha_.update(c.data.get(), c.size);
+            if (raw_hash_ == RawHash::kCompute) {
+                raw_sha_.update(c.data.get(), c.size);
+            }
             raw_bytes_ += c.size;
             raw_pipe_.push(std::move(c));
         }
@@ -291,7 +294,7 @@ std::string TarReader::finish() {
         decrypt_ahead_.join();
     }
     raw_reader_.join();  // it closed its pipe before the decompressor saw the end
-    return raw_sha_.finish_hex();
+    return raw_hash_ == RawHash::kCompute ? raw_sha_.finish_hex() : std::string();
 }
 
 }  // namespace mlk::backup

@@ -34,6 +34,10 @@ class NoKeyError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// kSkip: the file's SHA-256 is not computed (finish() returns ""). Only for an encrypted archive
+// whose every byte the decryption authenticates (see verify_written).
+enum class RawHash { kCompute, kSkip };
+
 class TarReader {
   public:
     // Throws std::system_error when the file cannot be opened,
@@ -44,7 +48,8 @@ class TarReader {
     // encrypted (default: the file's own name; a temp file being written passes the name it will
     // get).
     explicit TarReader(const std::filesystem::path& archive,
-                       const crypto::DecryptWith* keys = nullptr, std::string_view name = {});
+                       const crypto::DecryptWith* keys = nullptr, std::string_view name = {},
+                       RawHash raw_hash = RawHash::kCompute);
     ~TarReader();
     TarReader(const TarReader&) = delete;
     TarReader& operator=(const TarReader&) = delete;
@@ -64,7 +69,7 @@ class TarReader {
 
     // Reads whatever follows the tar's end (padding) so the whole file has
     // been hashed and the compressed stream checked for a clean end; returns
-    // the archive file's SHA-256.
+    // the archive file's SHA-256 ("" with RawHash::kSkip).
     std::string finish();
 
     std::uint64_t raw_bytes() const { return raw_bytes_; }
@@ -92,6 +97,7 @@ class TarReader {
     Fd fd_;
     std::filesystem::path path_;
     util::Sha256 raw_sha_;
+    RawHash raw_hash_;
     std::uint64_t raw_bytes_ = 0;
     std::unique_ptr<crypto::AgeDecryptor> age_;  // encrypted archives only
     std::unique_ptr<Decompressor> decomp_;

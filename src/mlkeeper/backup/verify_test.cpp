@@ -170,5 +170,49 @@ TEST(Verify, VerifyWrittenChecksTheFileAgainstTheManifestInMemory) {
     EXPECT_THAT(verify_written(copy, wrong).problem, HasSubstr("SHA-256"));
 }
 
+// verify_written does not hash an encrypted file again (decrypting it authenticates every byte):
+// a flip anywhere (header, payload nonce, any chunk, the last byte), a cut or bytes appended must
+// all still be caught by the decryption itself.
+TEST(Verify, VerifyWrittenOfAnEncryptedFileCatchesEveryChangeWithoutHashingIt) {
+    mlk::testing::TempDir t;
+    auto id = crypto::X25519Identity::generate();
+    crypto::EncryptTo to;
+    to.recipients.push_back(id.recipient());
+    auto created = create_verified(t, &to);
+    ASSERT_TRUE(created.verification && created.verification->ok);
+    crypto::DecryptWith keys;
+    keys.identities.push_back(id);
+    const auto& m = created.manifest;
+    auto copy = t / "dest" / ".temp-copy";
+    auto original = mlk::testing::slurp(created.archive);
+    std::ofstream(copy, std::ios::binary) << original;
+    auto good = verify_written(copy, m, &keys);
+    ASSERT_TRUE(good.ok) << good.problem;
+    EXPECT_EQ(good.archive_sha256, m.archive_sha256);
+    EXPECT_EQ(good.archive_bytes, original.size());
+
+    const auto header_end = original.find("\n---") + 1;
+    ASSERT_GT(header_end, 0u);
+    std::vector<std::size_t> at{0, 10, header_end, header_end + 60, original.size() / 2,
+                                original.size() - 17, original.size() - 1};
+    std::mt19937 rng(7);
+    for (int i = 0; i < 60; ++i) {
+        at.push_back(rng() % original.size());
+    }
+    for (const auto pos : at) {
+        auto bad = original;
+        bad[pos] = static_cast<char>(bad[pos] ^ static_cast<char>(1 + rng() % 255));
+        std::ofstream(copy, std::ios::binary | std::ios::trunc) << bad;
+        EXPECT_FALSE(verify_written(copy, m, &keys).ok)
+            << "flip at byte " << pos << " of " << original.size() << " went unnoticed";
+    }
+    for (const auto cut : {original.size() - 1, original.size() - 65'552, original.size() / 2}) {
+        std::ofstream(copy, std::ios::binary | std::ios::trunc) << original.substr(0, cut);
+        EXPECT_FALSE(verify_written(copy, m, &keys).ok) << "cut at " << cut;
+    }
+    std::ofstream(copy, std::ios::binary | std::ios::trunc) << original << "x";
+    EXPECT_FALSE(verify_written(copy, m, &keys).ok) << "a byte appended went unnoticed";
+}
+
 }  // namespace
 }  // namespace mlk::backup
