@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include "mlkeeper/homelab/cold_start.hpp"
 #include "mlkeeper/homelab/proxy_session.hpp"
 #include "mlkeeper/homelab/proxy_socket.hpp"
+#include "mlkeeper/util/event_loop.hpp"
 
 namespace mlk::homelab {
 namespace {
@@ -28,32 +30,6 @@ using namespace std::chrono_literals;
 // Longest wait for a stop in progress before a cold start (the stop itself is bounded by the
 // model's stop_timeout and SIGKILL).
 constexpr std::chrono::milliseconds kStoppingWait = 2min;
-// How long, and how many bytes, a closing connection's input is drained.
-constexpr std::chrono::milliseconds kLinger{1000};
-constexpr std::size_t kLingerBytes = 1024 * 1024;
-
-// Closes a client connection without losing the last response: a close with unread input makes
-// the kernel send a reset, which can destroy a response the client has not read yet (a 431 for a
-// client still sending). So: FIN first, then what the client still sends is read and dropped,
-// bounded in time and bytes.
-void linger_close(ProxyConn& c) {
-    const int fd = c.fd.get();
-    ::shutdown(fd, SHUT_WR);
-    tune_socket(fd, 100ms, 100ms);
-    const auto until = std::chrono::steady_clock::now() + kLinger;
-    char buf[4096];
-    std::size_t dropped = 0;
-    while (std::chrono::steady_clock::now() < until && dropped < kLingerBytes) {
-        const ssize_t n = recv_some(fd, buf, sizeof buf);
-        if (n <= 0) {
-            break;
-        }
-        dropped += static_cast<std::size_t>(n);
-    }
-    std::lock_guard lk(c.mu);  // stop() may be shutting it down right now
-    c.fd.reset();
-}
-
 }  // namespace
 
 std::string normalize_proxy_prefix(std::string_view prefix) {
@@ -99,6 +75,7 @@ ProxySettings proxy_settings_from(const core::Config& cfg) {
     s.max_connections = static_cast<std::size_t>(cfg.integer("proxy.max_connections"));
     s.queue_limit = static_cast<std::size_t>(cfg.integer("proxy.queue_limit"));
     s.keepalive = static_cast<std::size_t>(cfg.integer("proxy.keepalive"));
+    s.workers = static_cast<std::size_t>(cfg.integer("proxy.workers"));
     s.max_header = static_cast<std::size_t>(cfg.size("proxy.max_header"));
     s.client_timeout = cfg.duration("proxy.client_timeout");
     s.upstream_timeout = cfg.duration("proxy.upstream_timeout");
@@ -119,6 +96,21 @@ struct ModelProxy::Shared {
           starts(p.models_, p.settings_.queue_limit, kStoppingWait, p.stopping_),
           ctx{p.settings_, p.models_, p.sink_, pool, starts, counters, p.stopping_} {}
 };
+
+struct ModelProxy::Worker {
+    util::EventLoop loop;
+    std::thread thread;
+    std::atomic<std::size_t> sessions{0};
+};
+
+namespace {
+std::size_t proxy_workers(std::size_t configured) {
+    if (configured > 0) {
+        return configured;
+    }
+    return std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
+}
+}  // namespace
 
 ModelProxy::ModelProxy(ProxySettings settings, ModelManager& models, RequestSink* sink)
     : settings_(std::move(settings)), models_(models), sink_(sink) {
@@ -148,10 +140,23 @@ void ModelProxy::start() {
         throw Error(msg);
     }
     listen_fd_ = fd.get();
+    const std::size_t n = proxy_workers(settings_.workers);
+    for (std::size_t i = 0; i < n; ++i) {
+        workers_.push_back(std::make_unique<Worker>());
+    }
+    for (const auto& w : workers_) {
+        w->thread = std::thread([&loop = w->loop] {
+            try {
+                loop.run();
+            } catch (const std::exception& e) {
+                spdlog::error("proxy: event loop failed: {}", e.what());
+            }
+        });
+    }
     started_ = true;
     const bool loopback = settings_.address.rfind("127.", 0) == 0 || settings_.address == "::1";
-    spdlog::info("proxy: listening on {}:{}, models under {}/NAME/", settings_.address, bound_port_,
-                 settings_.prefix);
+    spdlog::info("proxy: listening on {}:{}, models under {}/NAME/, {} worker thread{}",
+                 settings_.address, bound_port_, settings_.prefix, n, n == 1 ? "" : "s");
     if (!loopback) {
         spdlog::warn(
             "proxy: {} is not a loopback address and the proxy has no authentication: "
@@ -162,6 +167,23 @@ void ModelProxy::start() {
         (void)owned;  // the listening socket lives as long as the accept loop
         accept_loop();
     });
+}
+
+util::Task<void> ModelProxy::serve(Worker& w, int fd, std::string peer_ip) {
+    try {
+        ProxySession session(shared_->ctx, w.loop, util::AsyncSocket(w.loop, fd),
+                             std::move(peer_ip));
+        try {
+            co_await session.run();
+        } catch (const std::exception& e) {
+            spdlog::warn("proxy: a connection was dropped: {}", e.what());
+        }
+        co_await session.close();
+    } catch (const std::exception& e) {
+        spdlog::warn("proxy: a connection was dropped: {}", e.what());
+    }
+    --active_;
+    --w.sessions;
 }
 
 void ModelProxy::accept_loop() {
@@ -190,19 +212,7 @@ void ModelProxy::accept_loop() {
             }
             return;
         }
-        auto conn = std::make_shared<ProxyConn>();
-        conn->fd.reset(fd);
-        char ip[INET6_ADDRSTRLEN] = "";
-        if (peer.ss_family == AF_INET) {
-            ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer)->sin_addr, ip, sizeof ip);
-        } else if (peer.ss_family == AF_INET6) {
-            ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr, ip,
-                        sizeof ip);
-        }
-        conn->peer_ip = ip;
-        tune_socket(fd, settings_.client_timeout, settings_.client_timeout);
-        std::lock_guard lk(conns_mu_);
-        reap_finished();
+        UniqueFd conn(fd);
         if (active_ >= settings_.max_connections) {
             counters_.rejected++;
             static const std::string kBusy = [] {
@@ -216,37 +226,28 @@ void ModelProxy::accept_loop() {
             ::send(fd, kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
             continue;  // conn closes the socket
         }
+        char ip[INET6_ADDRSTRLEN] = "";
+        if (peer.ss_family == AF_INET) {
+            ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer)->sin_addr, ip, sizeof ip);
+        } else if (peer.ss_family == AF_INET6) {
+            ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr, ip,
+                        sizeof ip);
+        }
+        set_nodelay(fd);
+        // The worker with the fewest connections takes it.
+        Worker* w = workers_.front().get();
+        for (const auto& other : workers_) {
+            if (other->sessions < w->sessions) {
+                w = other.get();
+            }
+        }
         ++active_;
+        ++w->sessions;
         counters_.connections++;
-        try {
-            conn->thread = std::thread([this, c = conn.get()] {
-                try {
-                    ProxySession session(shared_->ctx, *c);
-                    session.run();
-                } catch (const std::exception& e) {
-                    spdlog::warn("proxy: connection from {} dropped: {}", c->peer_ip, e.what());
-                }
-                linger_close(*c);
-                --active_;
-                c->done = true;
-            });
-        } catch (const std::system_error& e) {
-            --active_;
-            spdlog::warn("proxy: cannot start a connection thread: {}", e.what());
-            continue;
-        }
-        conns_.push_back(std::move(conn));
-    }
-}
-
-void ModelProxy::reap_finished() {
-    for (auto it = conns_.begin(); it != conns_.end();) {
-        if ((*it)->done) {
-            (*it)->thread.join();
-            it = conns_.erase(it);
-        } else {
-            ++it;
-        }
+        auto owned = std::make_shared<UniqueFd>(std::move(conn));
+        w->loop.post([this, w, owned, peer_ip = std::string(ip)] {
+            w->loop.spawn(serve(*w, owned->release(), peer_ip));
+        });
     }
 }
 
@@ -259,23 +260,13 @@ void ModelProxy::stop() {
     if (acceptor_.joinable()) {
         acceptor_.join();
     }
-    std::list<std::shared_ptr<ProxyConn>> conns;
-    {
-        std::lock_guard lk(conns_mu_);
-        conns.swap(conns_);
+    // Every wait of every session ends (cancelled); each loop returns once its sessions did.
+    for (const auto& w : workers_) {
+        w->loop.stop();
     }
-    for (const auto& c : conns) {
-        std::lock_guard lk(c->mu);
-        if (c->fd) {
-            ::shutdown(c->fd.get(), SHUT_RDWR);
-        }
-        if (c->upstream_fd >= 0) {
-            ::shutdown(c->upstream_fd, SHUT_RDWR);
-        }
-    }
-    for (const auto& c : conns) {
-        if (c->thread.joinable()) {
-            c->thread.join();
+    for (const auto& w : workers_) {
+        if (w->thread.joinable()) {
+            w->thread.join();
         }
     }
 }

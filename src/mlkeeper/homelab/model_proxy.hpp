@@ -1,8 +1,9 @@
 // The agent's reverse proxy to the models: `/{prefix}/{model}/...` on a listener of its own is
 // forwarded to 127.0.0.1:{port} of the model, responses relayed as they arrive (server-sent events
 // flow), a stopped model started on demand (concurrent requests join one start), and every request
-// reported to a RequestSink. One accept thread and one thread per client connection (bounded), on
-// blocking sockets with timeouts; upstream keep-alive connections are pooled per model.
+// reported to a RequestSink. One accept thread hands each client connection to the least busy of a
+// few event-loop threads (one per core by default), where a coroutine serves it; upstream
+// keep-alive connections are pooled per model.
 // Thread safety: start()/stop() from one thread; the rest is internal. The ModelManager and the
 // sink must outlive the proxy (or its stop()).
 #pragma once
@@ -11,15 +12,15 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "mlkeeper/homelab/model_manager.hpp"
 #include "mlkeeper/homelab/request_event.hpp"
+#include "mlkeeper/util/co_task.hpp"
 
 namespace mlk::core {
 class Config;
@@ -27,7 +28,6 @@ class Config;
 
 namespace mlk::homelab {
 
-struct ProxyConn;
 
 struct ProxySettings {
     bool enabled = false;  // the agent runs the proxy ([proxy] enabled)
@@ -47,6 +47,8 @@ struct ProxySettings {
     std::size_t queue_limit = 64;
     // Idle upstream connections kept per model (0 = a new connection per request).
     std::size_t keepalive = 32;
+    // Event-loop threads serving the connections (0 = one per core, at most 16).
+    std::size_t workers = 0;
 };
 
 // The [proxy] keys of a loaded configuration (listed in keys-proxy.txt). Throws ConfigError for a
@@ -92,9 +94,11 @@ class ModelProxy {
 
   private:
     struct Shared;  // the pool, the cold-start gate and the counters the sessions share
+    struct Worker;  // an event loop and its thread
 
     void accept_loop();
-    void reap_finished();  // conns_mu_ held
+    // One client connection, on worker `w`'s loop.
+    util::Task<void> serve(Worker& w, int fd, std::string peer_ip);
 
     ProxySettings settings_;
     ModelManager& models_;
@@ -105,9 +109,7 @@ class ModelProxy {
     std::atomic<bool> stopping_{false};
     bool started_ = false;
     std::thread acceptor_;
-
-    mutable std::mutex conns_mu_;
-    std::list<std::shared_ptr<ProxyConn>> conns_;
+    std::vector<std::unique_ptr<Worker>> workers_;
     std::atomic<std::size_t> active_{0};
     struct Counters {
         std::atomic<std::uint64_t> connections{0};

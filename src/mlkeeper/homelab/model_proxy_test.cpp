@@ -643,7 +643,11 @@ TEST(ModelProxy, ConnectionLimitAndBoundedStop) {
     const auto t0 = Clock::now();
     f.proxy.stop();
     EXPECT_LT(Clock::now() - t0, 2s);
-    EXPECT_EQ(busy.read().status, 0);
+    // The request waiting on the model is told why it ends (and the connection closes).
+    const auto answered = busy.read();
+    EXPECT_EQ(answered.status, 503);
+    EXPECT_NE(answered.body.find("stopping"), std::string::npos) << answered.body;
+    EXPECT_TRUE(busy.closed_within(1s));
     EXPECT_TRUE(idle.closed_within(1s));
     EXPECT_EQ(f.sink.count(), 1U);  // the waiting request still counted once
 }

@@ -3,6 +3,8 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstring>
+#include <functional>
 #include <utility>
 #include <variant>
 
@@ -20,6 +22,9 @@ using namespace std::chrono_literals;
 constexpr std::size_t kReadChunk = 16 * 1024;
 // A model's response head may be larger than what clients may send.
 constexpr std::size_t kMaxResponseHead = 64 * 1024;
+// How long, and how many bytes, a closing connection's input is drained.
+constexpr std::chrono::milliseconds kLinger{1000};
+constexpr std::size_t kLingerBytes = 1024 * 1024;
 
 std::string error_json(std::string_view code, std::string_view message) {
     return nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
@@ -74,37 +79,74 @@ class Tracked {
 
 }  // namespace
 
-ProxySession::ProxySession(const ProxyContext& ctx, ProxyConn& conn)
-    : ctx_(ctx), conn_(conn), prefix_(ctx.settings.prefix), buf_(kReadChunk) {}
+ProxySession::ProxySession(const ProxyContext& ctx, util::EventLoop& loop,
+                           util::AsyncSocket client, std::string peer_ip)
+    : ctx_(ctx),
+      loop_(loop),
+      client_(std::move(client)),
+      peer_ip_(std::move(peer_ip)),
+      prefix_(ctx.settings.prefix),
+      buf_(kReadChunk) {}
 
 ProxySession::~ProxySession() {
     release_upstream(Reuse::kYes);
 }
 
-void ProxySession::run() {
+ProxySession::Clock::time_point ProxySession::client_deadline() const {
+    return Clock::now() + ctx_.settings.client_timeout;
+}
+
+ProxySession::Clock::time_point ProxySession::upstream_deadline() const {
+    return Clock::now() + ctx_.settings.upstream_timeout;
+}
+
+util::Task<bool> ProxySession::send_client(std::string_view data) {
+    return client_.send_all(data, client_deadline());
+}
+
+util::Task<ssize_t> ProxySession::recv_client() {
+    return client_.recv(buf_.data(), buf_.size(), client_deadline());
+}
+
+util::Task<void> ProxySession::run() {
     while (!ctx_.stopping) {
-        if (!serve_one()) {
-            return;
+        const bool keep_going = co_await serve_one();
+        if (!keep_going) {
+            co_return;
         }
     }
+}
+
+util::Task<void> ProxySession::close() {
+    release_upstream(Reuse::kYes);
+    if (!client_) {
+        co_return;
+    }
+    ::shutdown(client_.fd(), SHUT_WR);
+    const auto until = Clock::now() + kLinger;
+    std::size_t dropped = 0;
+    while (!ctx_.stopping && Clock::now() < until && dropped < kLingerBytes) {
+        const ssize_t n = co_await client_.recv(buf_.data(), buf_.size(), until);
+        if (n <= 0) {
+            break;
+        }
+        dropped += static_cast<std::size_t>(n);
+    }
+    client_.close();
 }
 
 void ProxySession::release_upstream(Reuse reuse) {
     if (!up_) {
         return;
     }
-    {
-        std::lock_guard lk(conn_.mu);
-        conn_.upstream_fd = -1;
-    }
     if (reuse == Reuse::kYes && !ctx_.stopping) {
-        ctx_.pool.put(up_model_, up_port_, std::move(up_));
+        ctx_.pool.put(up_model_, up_port_, UniqueFd(up_.release()));
     }
-    up_.reset();
+    up_.close();
 }
 
-bool ProxySession::answer(int status, std::string_view code, std::string_view message, bool keep,
-                          int minor, const std::vector<http::Header>& extra) {
+util::Task<bool> ProxySession::answer(int status, std::string_view code, std::string_view message,
+                                      bool keep, int minor, const std::vector<http::Header>* extra) {
     const std::string body = code.empty() ? std::string() : error_json(code, message);
     std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
     out.append(reason_phrase(status));
@@ -112,8 +154,10 @@ bool ProxySession::answer(int status, std::string_view code, std::string_view me
     if (!body.empty()) {
         out += "Content-Type: application/json\r\n";
     }
-    for (const auto& h : extra) {
-        out += h.name + ": " + h.value + "\r\n";
+    if (extra != nullptr) {
+        for (const auto& h : *extra) {
+            out += h.name + ": " + h.value + "\r\n";
+        }
     }
     out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
     if (!keep) {
@@ -123,22 +167,22 @@ bool ProxySession::answer(int status, std::string_view code, std::string_view me
     }
     out += "\r\n";
     out += body;
-    return send_client(out) && keep;
+    co_return co_await send_client(out) && keep;
 }
 
-ProxySession::Outcome ProxySession::refuse(const http::RequestHead& req, const ProxyRefusal& r,
-                                           bool consumed) {
+util::Task<ProxySession::Outcome> ProxySession::refuse(const http::RequestHead& req,
+                                                       const ProxyRefusal& r, bool consumed) {
     std::vector<http::Header> extra;
     if (r.retry_after > 0) {
         extra.push_back({"Retry-After", std::to_string(r.retry_after)});
     }
     // An unread request body would be taken for the next request: close instead.
     const bool keep = req.keep_alive && (consumed || !body_pending(req)) && !ctx_.stopping;
-    const bool sent = answer(r.status, r.code, r.message, keep, req.minor, extra);
-    return {r.status, sent};
+    const bool sent = co_await answer(r.status, r.code, r.message, keep, req.minor, &extra);
+    co_return Outcome{r.status, sent};
 }
 
-bool ProxySession::serve_one() {
+util::Task<bool> ProxySession::serve_one() {
     // Blank lines between requests are allowed (RFC 9112 2.2).
     std::size_t blank = 0;
     while (blank < in_.size() && (in_[blank] == '\r' || in_[blank] == '\n')) {
@@ -153,16 +197,17 @@ bool ProxySession::serve_one() {
     }
     while (head == 0) {
         if (in_.size() > ctx_.settings.max_header) {
-            answer(431, "headers_too_large", "the request line and headers are too large", false,
-                   1);
-            return false;
+            co_await answer(431, "headers_too_large", "the request line and headers are too large",
+                            false, 1);
+            co_return false;
         }
-        const ssize_t n = recv_some(conn_.fd.get(), buf_.data(), buf_.size());
+        const ssize_t n = co_await recv_client();
         if (n <= 0) {
             if (n < 0 && errno == EAGAIN && !in_.empty()) {
-                answer(408, "request_timeout", "the request did not arrive in time", false, 1);
+                co_await answer(408, "request_timeout", "the request did not arrive in time", false,
+                                1);
             }
-            return false;
+            co_return false;
         }
         if (in_.empty()) {
             t0 = Clock::now();
@@ -172,8 +217,8 @@ bool ProxySession::serve_one() {
         if (!first_byte) {
             first_byte = Clock::now();
         } else if (Clock::now() - *first_byte > ctx_.settings.client_timeout) {
-            answer(408, "request_timeout", "the request did not arrive in time", false, 1);
-            return false;
+            co_await answer(408, "request_timeout", "the request did not arrive in time", false, 1);
+            co_return false;
         }
         // Search only the new bytes (and the 3 before them, for a split empty line).
         const std::size_t from = in_.size() > 3 ? in_.size() - 3 : 0;
@@ -185,8 +230,9 @@ bool ProxySession::serve_one() {
         head = h == 0 ? 0 : from + h;
     }
     if (head > ctx_.settings.max_header) {
-        answer(431, "headers_too_large", "the request line and headers are too large", false, 1);
-        return false;
+        co_await answer(431, "headers_too_large", "the request line and headers are too large",
+                        false, 1);
+        co_return false;
     }
     http::RequestHead req;
     if (const auto err = http::parse_request(std::string_view(in_).substr(0, head), req)) {
@@ -194,26 +240,26 @@ bool ProxySession::serve_one() {
                            : err->status == 501 ? "not_implemented"
                            : err->status == 505 ? "http_version_not_supported"
                                                 : "bad_request";
-        answer(err->status, code, err->message, false, 1);
-        return false;
+        co_await answer(err->status, code, err->message, false, 1);
+        co_return false;
     }
     in_.erase(0, head);
     continue_sent_ = false;
-    return handle(req, t0).keep_client;
+    co_return (co_await handle(req, t0)).keep_client;
 }
 
-ProxySession::Outcome ProxySession::handle(const http::RequestHead& req, Clock::time_point t0) {
+util::Task<ProxySession::Outcome> ProxySession::handle(const http::RequestHead& req,
+                                                       Clock::time_point t0) {
     const bool can_keep = req.keep_alive && !body_pending(req);
     const std::string_view target = req.target;
     const auto q = target.find('?');
     const auto path = target.substr(0, q);
     const auto query = q == std::string_view::npos ? std::string_view{} : target.substr(q);
-    const auto not_found = [&](std::string_view msg) {
-        return Outcome{404, answer(404, "not_found", msg, can_keep, req.minor)};
-    };
+    std::string missing;
     if (path.size() <= prefix_.size() + 1 || path.substr(0, prefix_.size()) != prefix_ ||
         path[prefix_.size()] != '/') {
-        return not_found("no such path; models are served under " + prefix_ + "/NAME/");
+        missing = "no such path; models are served under " + prefix_ + "/NAME/";
+        co_return Outcome{404, co_await answer(404, "not_found", missing, can_keep, req.minor)};
     }
     const auto rest = path.substr(prefix_.size() + 1);
     const auto slash = rest.find('/');
@@ -224,11 +270,13 @@ ProxySession::Outcome ProxySession::handle(const http::RequestHead& req, Clock::
         info = ctx_.models.get(name);
     }
     if (!info) {
-        return not_found("no model named " + quote_name(name));
+        missing = "no model named " + quote_name(name);
+        co_return Outcome{404, co_await answer(404, "not_found", missing, can_keep, req.minor)};
     }
     if (slash == std::string_view::npos) {
-        std::string location = prefix_ + "/" + name + "/" + std::string(query);
-        return {308, answer(308, "", "", can_keep, req.minor, {{"Location", location}})};
+        const std::vector<http::Header> location{
+            {"Location", prefix_ + "/" + name + "/" + std::string(query)}};
+        co_return Outcome{308, co_await answer(308, "", "", can_keep, req.minor, &location)};
     }
 
     // From here the request counts against the model, whatever happens.
@@ -236,21 +284,24 @@ ProxySession::Outcome ProxySession::handle(const http::RequestHead& req, Clock::
 
     req_bytes_ = 0;
     res_bytes_ = 0;
-    const auto port = ctx_.starts.running_port(name, *info);
+    const auto port = co_await running_port(name, *info);
     Outcome result;
     if (const auto* r = std::get_if<ProxyRefusal>(&port)) {
-        result = refuse(req, *r);
+        result = co_await refuse(req, *r);
     } else {
         up_path_.assign(rest.substr(slash));
         up_path_.append(query);
         for (int attempt = 0; attempt < 2; ++attempt) {
             bool reused = false;
-            if (auto refusal = acquire_upstream(name, std::get<int>(port), attempt > 0, reused)) {
-                result = refuse(req, *refusal);
+            const auto refusal =
+                co_await acquire_upstream(name, std::get<int>(port), attempt > 0, reused);
+            if (refusal) {
+                result = co_await refuse(req, *refusal);
                 break;
             }
-            if (exchange(req, name, std::get<int>(port), reused, attempt > 0, result) ==
-                Exchange::kDone) {
+            const Exchange done =
+                co_await exchange(req, name, std::get<int>(port), reused, attempt > 0, result);
+            if (done == Exchange::kDone) {
                 break;
             }
             ctx_.counters.upstream_retries++;
@@ -260,44 +311,62 @@ ProxySession::Outcome ProxySession::handle(const http::RequestHead& req, Clock::
     track.status = result.status;
     track.bytes_in = req_bytes_;
     track.bytes_out = res_bytes_;
-    return result;
+    co_return result;
 }
 
-std::optional<ProxyRefusal> ProxySession::acquire_upstream(const std::string& name, int port,
-                                                           bool fresh, bool& reused) {
+util::Task<std::variant<int, ProxyRefusal>> ProxySession::running_port(const std::string& name,
+                                                                       const ModelInfo& info) {
+    // A running model (or one without a port) is answered at once; only a cold start blocks,
+    // and it does so on a thread of its own, not the loop's.
+    if (info.state == ModelState::kRunning || !info.port) {
+        co_return ctx_.starts.running_port(name, info);
+    }
+    std::variant<int, ProxyRefusal> port;
+    const std::function<void()> wait = [&] { port = ctx_.starts.running_port(name, info); };
+    co_await loop_.run_blocking(wait);
+    co_return port;
+}
+
+util::Task<std::optional<ProxyRefusal>> ProxySession::acquire_upstream(const std::string& name,
+                                                                       int port, bool fresh,
+                                                                       bool& reused) {
     const bool recent = std::chrono::steady_clock::now() - up_used_ < std::chrono::seconds(1);
     if (up_ &&
-        (fresh || up_model_ != name || up_port_ != port || (!recent && !still_open(up_.get())))) {
+        (fresh || up_model_ != name || up_port_ != port || (!recent && !still_open(up_.fd())))) {
         release_upstream(up_model_ == name && up_port_ == port ? Reuse::kNo : Reuse::kYes);
     }
     reused = static_cast<bool>(up_);
     if (!up_ && !fresh) {
-        up_ = ctx_.pool.take(name, port);
+        if (UniqueFd pooled = ctx_.pool.take(name, port)) {
+            up_ = util::AsyncSocket(loop_, pooled.release());
+        }
         reused = static_cast<bool>(up_);
     }
     if (!up_) {
         const auto limit = std::min<milliseconds>(ctx_.settings.upstream_timeout, 5s);
-        std::string error;
-        auto fd = connect_loopback(port, limit, ctx_.settings.upstream_timeout, error);
-        if (!fd) {
-            const bool timeout = error == "timed out";
-            return ProxyRefusal{timeout ? 504 : 502, timeout ? "gateway_timeout" : "bad_gateway",
-                                "model " + quote_name(name) + " on 127.0.0.1:" +
-                                    std::to_string(port) + ": connect: " + error};
+        int err = 0;
+        UniqueFd fd = begin_connect_loopback(port, err);
+        if (fd) {
+            up_ = util::AsyncSocket(loop_, fd.release());
+            if (err == EINPROGRESS) {
+                err = co_await up_.connected(Clock::now() + limit);
+            }
+        }
+        if (err != 0) {
+            up_.close();
+            const bool timeout = err == ETIMEDOUT;
+            const std::string error = timeout ? "timed out" : std::strerror(err);
+            co_return ProxyRefusal{timeout ? 504 : 502, timeout ? "gateway_timeout" : "bad_gateway",
+                                   "model " + quote_name(name) + " on 127.0.0.1:" +
+                                       std::to_string(port) + ": connect: " + error};
         }
         ctx_.counters.upstream_connects++;
-        up_ = std::move(fd);
     } else {
         ctx_.counters.upstream_reused++;
     }
     up_model_ = name;
     up_port_ = port;
-    std::lock_guard lk(conn_.mu);
-    conn_.upstream_fd = up_.get();
-    if (ctx_.stopping) {
-        ::shutdown(up_.get(), SHUT_RDWR);  // stop() may have passed this connection already
-    }
-    return std::nullopt;
+    co_return std::nullopt;
 }
 
 bool ProxySession::encode_request_body(const http::RequestHead& req, std::string_view& avail) {
@@ -371,26 +440,37 @@ bool ProxySession::encode_response_body(const http::ResponseHead& res, http::Bod
     return false;
 }
 
-ProxySession::Exchange ProxySession::exchange(const http::RequestHead& req, const std::string& name,
-                                              int port, bool reused, bool last_try, Outcome& out) {
-    const int up = up_.get();
+util::Task<ProxySession::Exchange> ProxySession::fail(const http::RequestHead& req,
+                                                      const ProxyRefusal& r, bool consumed,
+                                                      Outcome& out) {
+    release_upstream(Reuse::kNo);
+    if (ctx_.stopping) {
+        // The wait on the model was cancelled, not answered: say so, not that the model failed.
+        const ProxyRefusal stopping{503, "unavailable", "the model proxy is stopping", 1};
+        out = co_await refuse(req, stopping, consumed);
+    } else {
+        out = co_await refuse(req, r, consumed);
+    }
+    co_return Exchange::kDone;
+}
+
+util::Task<ProxySession::Exchange> ProxySession::exchange(const http::RequestHead& req,
+                                                          const std::string& name, int port,
+                                                          bool reused, bool last_try,
+                                                          Outcome& out) {
     const auto& s = ctx_.settings;
-    const auto fail = [&](const ProxyRefusal& r, bool consumed) {
-        release_upstream(Reuse::kNo);
-        out = refuse(req, r, consumed);
-        return Exchange::kDone;
-    };
     const auto model = "model " + quote_name(name);
     // A client that asked for 100-continue waits for it before sending its body; the model never
     // sees the Expect field.
     if (req.expect_continue && body_pending(req) && in_.empty() && !continue_sent_) {
         continue_sent_ = true;
-        if (!send_client("HTTP/1.1 100 Continue\r\n\r\n")) {
+        const bool continued = co_await send_client("HTTP/1.1 100 Continue\r\n\r\n");
+        if (!continued) {
             out = {0, false};
-            return Exchange::kDone;
+            co_return Exchange::kDone;
         }
     }
-    const http::Forwarded fwd{up_path_, conn_.peer_ip, prefix_ + "/" + name,
+    const http::Forwarded fwd{up_path_, peer_ip_, prefix_ + "/" + name,
                               "127.0.0.1:" + std::to_string(port)};
     out_ = http::upstream_request_head(req, fwd);
     req_left_ = req.content_length;
@@ -400,9 +480,9 @@ ProxySession::Exchange ProxySession::exchange(const http::RequestHead& req, cons
     res_bytes_ = 0;
     std::string_view avail = in_;
     if (!req_done_ && !encode_request_body(req, avail)) {
-        out = {400, answer(400, "bad_request", "malformed chunked request body", false, 1)};
+        out = {400, co_await answer(400, "bad_request", "malformed chunked request body", false, 1)};
         release_upstream(Reuse::kYes);
-        return Exchange::kDone;
+        co_return Exchange::kDone;
     }
     // Bytes of in_ sent with the head; dropped from in_ once they cannot be sent again.
     const std::size_t first = in_.size() - avail.size();
@@ -421,39 +501,44 @@ ProxySession::Exchange ProxySession::exchange(const http::RequestHead& req, cons
     const auto stale_closed = [&] {
         return ProxyRefusal{502, "bad_gateway", model + " closed the connection before answering"};
     };
-    if (!send_all(up, out_)) {
+    const bool sent_head = co_await up_.send_all(out_, upstream_deadline());
+    if (!sent_head) {
         if (may_retry) {
-            return Exchange::kRetry;
+            co_return Exchange::kRetry;
         }
         commit();
-        return fail(stale_closed(), whole);
+        const ProxyRefusal refusal = stale_closed();
+        co_return co_await fail(req, refusal, whole, out);
     }
     if (!whole) {
         commit();
     }
     while (!req_done_) {
-        const ssize_t n = recv_some(conn_.fd.get(), buf_.data(), buf_.size());
+        const ssize_t n = co_await recv_client();
         if (n <= 0) {
             release_upstream(Reuse::kNo);
             const bool timeout = n < 0 && errno == EAGAIN;
             out = {timeout ? 408 : 0, false};
             if (timeout) {
-                answer(408, "request_timeout", "the request body did not arrive in time", false,
-                       req.minor);
+                co_await answer(408, "request_timeout", "the request body did not arrive in time",
+                                false, req.minor);
             }
-            return Exchange::kDone;
+            co_return Exchange::kDone;
         }
         std::string_view more(buf_.data(), static_cast<std::size_t>(n));
         out_.clear();
         if (!encode_request_body(req, more)) {
             release_upstream(Reuse::kNo);
-            out = {400, answer(400, "bad_request", "malformed chunked request body", false, 1)};
-            return Exchange::kDone;
+            out = {400,
+                   co_await answer(400, "bad_request", "malformed chunked request body", false, 1)};
+            co_return Exchange::kDone;
         }
         in_.append(more);  // bytes after the body: the client's next request
-        if (!send_all(up, out_)) {
-            return fail({502, "bad_gateway", model + " closed the connection during the request"},
-                        req_done_);
+        const bool sent_body = co_await up_.send_all(out_, upstream_deadline());
+        if (!sent_body) {
+            const ProxyRefusal refusal{502, "bad_gateway",
+                                       model + " closed the connection during the request"};
+            co_return co_await fail(req, refusal, req_done_, out);
         }
     }
 
@@ -464,36 +549,38 @@ ProxySession::Exchange ProxySession::exchange(const http::RequestHead& req, cons
     for (;;) {
         while ((head = http::head_length(resp_)) == 0) {
             if (resp_.size() > kMaxResponseHead) {
-                return fail({502, "bad_gateway", model + " sent a response head over 64 KiB"},
-                            true);
+                const ProxyRefusal refusal{502, "bad_gateway",
+                                           model + " sent a response head over 64 KiB"};
+                co_return co_await fail(req, refusal, true, out);
             }
-            const ssize_t n = recv_some(up, buf_.data(), buf_.size());
+            const ssize_t n = co_await up_.recv(buf_.data(), buf_.size(), upstream_deadline());
             if (n <= 0) {
                 const bool timeout = n < 0 && errno == EAGAIN;
-                if (!timeout && resp_.empty() && may_retry) {
-                    return Exchange::kRetry;
+                if (!timeout && resp_.empty() && may_retry && !ctx_.stopping) {
+                    co_return Exchange::kRetry;
                 }
                 commit();
-                if (timeout) {
-                    return fail({504, "gateway_timeout",
-                                 model + " did not answer within " +
-                                     std::to_string(s.upstream_timeout.count() / 1000) + " s"},
-                                true);
-                }
-                return fail(stale_closed(), true);
+                const ProxyRefusal refusal =
+                    timeout ? ProxyRefusal{504, "gateway_timeout",
+                                           model + " did not answer within " +
+                                               std::to_string(s.upstream_timeout.count() / 1000) +
+                                               " s"}
+                            : stale_closed();
+                co_return co_await fail(req, refusal, true, out);
             }
             resp_.append(buf_.data(), static_cast<std::size_t>(n));
         }
         commit();
         if (const auto err =
                 http::parse_response(std::string_view(resp_).substr(0, head), req.method, res)) {
-            return fail({502, "bad_gateway", model + " sent an invalid response: " + *err}, true);
+            const ProxyRefusal refusal{502, "bad_gateway",
+                                       model + " sent an invalid response: " + *err};
+            co_return co_await fail(req, refusal, true, out);
         }
         if (res.status == 101) {
-            return fail({502, "bad_gateway",
-                         model + " switched protocols, which the proxy "
-                                 "does not tunnel"},
-                        true);
+            const ProxyRefusal refusal{
+                502, "bad_gateway", model + " switched protocols, which the proxy does not tunnel"};
+            co_return co_await fail(req, refusal, true, out);
         }
         if (res.status >= 200) {
             break;
@@ -515,18 +602,20 @@ ProxySession::Exchange ProxySession::exchange(const http::RequestHead& req, cons
     up_clean_ = res.keep_alive;
     bool framing_ok =
         encode_response_body(res, out_body, std::string_view(resp_).substr(head), false);
-    if (!send_client(out_)) {
+    const bool sent_head_to_client = co_await send_client(out_);
+    if (!sent_head_to_client) {
         release_upstream(Reuse::kNo);
         out = {0, false};
-        return Exchange::kDone;
+        co_return Exchange::kDone;
     }
     out = {res.status, keep};
     while (!res_done_ && framing_ok) {
-        const ssize_t n = recv_some(up, buf_.data(), buf_.size());
+        const ssize_t n = co_await up_.recv(buf_.data(), buf_.size(), upstream_deadline());
         out_.clear();
         if (n == 0 && res.body == http::BodyKind::kClose) {
             encode_response_body(res, out_body, {}, true);
-            if (!send_client(out_)) {
+            const bool sent_end = co_await send_client(out_);
+            if (!sent_end) {
                 out.keep_client = false;
             }
             break;
@@ -537,10 +626,11 @@ ProxySession::Exchange ProxySession::exchange(const http::RequestHead& req, cons
         }
         const std::string_view got(buf_.data(), static_cast<std::size_t>(n));
         framing_ok = encode_response_body(res, out_body, got, false);
-        if (!send_client(out_)) {
+        const bool relayed = co_await send_client(out_);
+        if (!relayed) {
             release_upstream(Reuse::kNo);
             out.keep_client = false;
-            return Exchange::kDone;
+            co_return Exchange::kDone;
         }
     }
     if (!framing_ok || !res_done_) {
@@ -551,7 +641,7 @@ ProxySession::Exchange ProxySession::exchange(const http::RequestHead& req, cons
     } else {
         up_used_ = std::chrono::steady_clock::now();
     }
-    return Exchange::kDone;
+    co_return Exchange::kDone;
 }
 
 }  // namespace mlk::homelab

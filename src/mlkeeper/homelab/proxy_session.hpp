@@ -1,17 +1,18 @@
 // One client connection of the model proxy (homelab/model_proxy): reads HTTP/1.1 requests, routes
 // /{prefix}/{model}/..., has the model started on demand, forwards over a kept-alive upstream
 // connection and relays the response as it arrives; every request for a registered model is
-// reported to the RequestSink. Thread safety: a session runs on its connection's thread; what it
-// shares (ProxyContext) is safe for concurrent use.
+// reported to the RequestSink. A session is a coroutine on one of the proxy's event loops: it
+// waits for its sockets without holding a thread (a cold start waits on a thread of its own).
+// Thread safety: a session runs on its loop's thread; what it shares (ProxyContext) is safe for
+// concurrent use.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <mutex>
 #include <optional>
+#include <variant>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "mlkeeper/homelab/cold_start.hpp"
@@ -19,20 +20,13 @@
 #include "mlkeeper/homelab/model_manager.hpp"
 #include "mlkeeper/homelab/proxy_socket.hpp"
 #include "mlkeeper/homelab/request_event.hpp"
+#include "mlkeeper/util/async_socket.hpp"
+#include "mlkeeper/util/co_task.hpp"
+#include "mlkeeper/util/event_loop.hpp"
 
 namespace mlk::homelab {
 
 struct ProxySettings;
-
-// A client connection and its thread, as the proxy's stop() sees it.
-struct ProxyConn {
-    UniqueFd fd;  // the client; closed by the connection thread with mu held
-    std::string peer_ip;
-    std::thread thread;
-    std::atomic<bool> done{false};
-    std::mutex mu;         // orders upstream_fd against stop()
-    int upstream_fd = -1;  // the model connection in use, for stop() to shut down
-};
 
 struct ProxyCounters {
     std::atomic<std::uint64_t> upstream_connects{0};
@@ -53,7 +47,8 @@ struct ProxyContext {
 
 class ProxySession {
   public:
-    ProxySession(const ProxyContext& ctx, ProxyConn& conn);
+    ProxySession(const ProxyContext& ctx, util::EventLoop& loop, util::AsyncSocket client,
+                 std::string peer_ip);
     // Returns the held upstream connection to the pool.
     ~ProxySession();
     ProxySession(const ProxySession&) = delete;
@@ -61,10 +56,17 @@ class ProxySession {
 
     // Serves requests until the client closes, a request cannot keep the connection, a timeout,
     // or the proxy stops.
-    void run();
+    util::Task<void> run();
+    // Closes the client connection without losing the last response: a close with unread input
+    // makes the kernel send a reset, which can destroy a response the client has not read yet (a
+    // 431 for a client still sending). So: FIN first, then what the client still sends is read
+    // and dropped, bounded in time and bytes.
+    util::Task<void> close();
 
   private:
     using Clock = std::chrono::steady_clock;
+    template <typename T>
+    using Task = util::Task<T>;
     enum class Reuse { kYes, kNo };
     enum class Exchange { kDone, kRetry };
     // What a request ended as: the status sent (0 = none) and whether the connection stays.
@@ -73,20 +75,28 @@ class ProxySession {
         bool keep_client = false;
     };
 
-    bool serve_one();
-    Outcome handle(const http::RequestHead& req, Clock::time_point t0);
-    std::optional<ProxyRefusal> acquire_upstream(const std::string& name, int port, bool fresh,
-                                                 bool& reused);
-    Exchange exchange(const http::RequestHead& req, const std::string& name, int port, bool reused,
-                      bool last_try, Outcome& out);
+    Task<bool> serve_one();
+    Task<Outcome> handle(const http::RequestHead& req, Clock::time_point t0);
+    Task<std::variant<int, ProxyRefusal>> running_port(const std::string& name,
+                                                       const ModelInfo& info);
+    Task<std::optional<ProxyRefusal>> acquire_upstream(const std::string& name, int port,
+                                                       bool fresh, bool& reused);
+    Task<Exchange> exchange(const http::RequestHead& req, const std::string& name, int port,
+                            bool reused, bool last_try, Outcome& out);
+    // Drops the model connection and answers the client with `r`.
+    Task<Exchange> fail(const http::RequestHead& req, const ProxyRefusal& r, bool consumed,
+                        Outcome& out);
     void release_upstream(Reuse reuse);
-    bool send_client(std::string_view data) { return send_all(conn_.fd.get(), data); }
-    // Sends a small JSON error (or, with an empty code, an empty body); false when the
-    // connection must close.
-    bool answer(int status, std::string_view code, std::string_view message, bool keep, int minor,
-                const std::vector<http::Header>& extra = {});
+    Clock::time_point client_deadline() const;
+    Clock::time_point upstream_deadline() const;
+    Task<bool> send_client(std::string_view data);
+    Task<ssize_t> recv_client();
+    // Sends a small JSON error (or, with an empty code, an empty body) with the `extra` header
+    // fields (may be null); false when the connection must close.
+    Task<bool> answer(int status, std::string_view code, std::string_view message, bool keep,
+                      int minor, const std::vector<http::Header>* extra = nullptr);
     // `consumed`: the request body was read whole (the connection may stay).
-    Outcome refuse(const http::RequestHead& req, const ProxyRefusal& r, bool consumed = false);
+    Task<Outcome> refuse(const http::RequestHead& req, const ProxyRefusal& r, bool consumed = false);
     // Appends the next body bytes of `avail` to out_ the way the model gets them; false on bad
     // chunked framing.
     bool encode_request_body(const http::RequestHead& req, std::string_view& avail);
@@ -99,7 +109,9 @@ class ProxySession {
     }
 
     const ProxyContext& ctx_;
-    ProxyConn& conn_;
+    util::EventLoop& loop_;
+    util::AsyncSocket client_;
+    std::string peer_ip_;
     const std::string& prefix_;
     std::string in_;  // client bytes read but not consumed
     std::vector<char> buf_;
@@ -111,7 +123,7 @@ class ProxySession {
     // The model connection this session holds (kept across requests to the same model).
     std::string up_model_;
     int up_port_ = 0;
-    UniqueFd up_;
+    util::AsyncSocket up_;
     // When up_ last finished an exchange: a connection used less than a second ago is taken as
     // open without asking the kernel (a MSG_PEEK per request is a sixth of the proxy's syscalls
     // under load); a model closing that soon anyway is caught by the retry of idempotent calls.

@@ -59,10 +59,35 @@ void tune_socket(int fd, std::chrono::milliseconds recv_timeout,
     };
     const timeval r = tv(recv_timeout);
     const timeval s = tv(send_timeout);
-    const int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &r, sizeof r);
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &s, sizeof s);
+    set_nodelay(fd);
+}
+
+void set_nodelay(int fd) {
+    const int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+UniqueFd begin_connect_loopback(int port, int& err) {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) {
+        err = errno;
+        return {};
+    }
+    set_nodelay(fd.get());
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    err = 0;
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
+        err = errno;
+        if (err != EINPROGRESS) {
+            return {};
+        }
+    }
+    return fd;
 }
 
 bool still_open(int fd) {

@@ -35,6 +35,8 @@ class UniqueFd {
     int get() const { return fd_; }
     explicit operator bool() const { return fd_ >= 0; }
     void reset(int fd = -1);
+    // Gives the fd up without closing it.
+    int release() { return std::exchange(fd_, -1); }
 
   private:
     int fd_ = -1;
@@ -45,7 +47,9 @@ class UniqueFd {
 ssize_t recv_some(int fd, char* buf, std::size_t n);
 // Writes everything (MSG_NOSIGNAL); false on an error or when the send timeout passed.
 bool send_all(int fd, std::string_view data);
-// SO_RCVTIMEO / SO_SNDTIMEO (0 = none) and TCP_NODELAY: replies of a few bytes must not wait.
+// TCP_NODELAY: replies of a few bytes must not wait.
+void set_nodelay(int fd);
+// SO_RCVTIMEO / SO_SNDTIMEO (0 = none) and TCP_NODELAY.
 void tune_socket(int fd, std::chrono::milliseconds recv_timeout,
                  std::chrono::milliseconds send_timeout);
 // An idle kept-alive connection the peer has neither closed nor written to (a peek, no wait).
@@ -55,6 +59,11 @@ bool still_open(int fd);
 // UniqueFd with `error` set ("connection refused", "timed out", ...).
 UniqueFd connect_loopback(int port, std::chrono::milliseconds connect_timeout,
                           std::chrono::milliseconds io_timeout, std::string& error);
+
+// A nonblocking TCP socket with a connect to 127.0.0.1:port begun (TCP_NODELAY set): `err` is 0
+// when it is already connected, EINPROGRESS when it is under way (wait for it to be writable),
+// else the failure (and the UniqueFd is empty).
+UniqueFd begin_connect_loopback(int port, int& err);
 
 // A listening TCP socket on address:port (an IP literal; port 0 = any), SO_REUSEADDR; the port
 // it got in `bound_port`. Throws std::system_error naming the address.
