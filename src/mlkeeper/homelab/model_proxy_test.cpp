@@ -312,9 +312,11 @@ TEST(ModelProxySettings, FromConfig) {
     EXPECT_EQ(d.max_connections, 1024U);
     EXPECT_EQ(d.queue_limit, 64U);
     EXPECT_EQ(d.max_header, 32U * 1024);
+    EXPECT_EQ(d.workers, 0U);
     const auto s = proxy_settings_from(
         load("[proxy]\nenabled = true\nlisten = \"[::1]:6000\"\nprefix = \"/m/\"\n"
-             "queue_limit = 3\nkeepalive = 0\nupstream_timeout = \"2m\"\n"));
+             "queue_limit = 3\nkeepalive = 0\nupstream_timeout = \"2m\"\nworkers = 3\n"));
+    EXPECT_EQ(s.workers, 3U);
     EXPECT_TRUE(s.enabled);
     EXPECT_EQ(s.address, "::1");
     EXPECT_EQ(s.port, 6000);
@@ -620,9 +622,10 @@ TEST(ModelProxy, ConnectionLimitAndBoundedStop) {
     });
     ProxySettings s;
     s.max_connections = 2;
+    s.workers = 1;  // both connections on one loop: the half-sent head must not hold up the other
     Fixture f(up.port(), s);
     Client idle(f.port());
-    idle.send("GET /models/m/ HT");  // half a request holds a thread
+    idle.send("GET /models/m/ HT");  // half a request holds a connection
     Client busy(f.port());
     busy.send(get("/models/m/wait"));  // waits on the model
     ASSERT_TRUE([&] {
