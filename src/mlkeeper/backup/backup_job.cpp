@@ -2,6 +2,9 @@
 
 #include <sys/statvfs.h>
 
+#include <future>
+#include <optional>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -216,24 +219,32 @@ BackupReport run_backup(const core::Config& cfg, const BackupRequest& req) {
             parent = nullptr;
         }
     }
-    // The catalog holds manifest headers; the parent's entries are read now.
+    // The catalog holds manifest headers; the parent's entries (a JSON parse of about 1 MB per
+    // 3,000 files) are read on a thread of their own while the tree is walked (mostly the
+    // kernel's stat work).
+    std::future<Manifest> parent_read;
+    if (parent != nullptr) {
+        parent_read = std::async(std::launch::async, [path = manifest_path_for(parent->path)] {
+            return read_manifest(path);
+        });
+    }
+    ScanResult scan;
+    try {
+        scan = walk_source(source);
+    } catch (const std::exception& e) {
+        throw Error(fmt::format("cannot read source directory: {}", e.what()));
+    }
     std::optional<Manifest> parent_manifest;
     if (parent != nullptr) {
         try {
-            parent_manifest = read_manifest(manifest_path_for(parent->path));
+            parent_manifest = parent_read.get();
         } catch (const std::exception& e) {
             rep.kind_reason = fmt::format("cannot read the previous manifest: {}", e.what());
             parent = nullptr;
         }
     }
     rep.kind = parent != nullptr ? BackupKind::kIncremental : BackupKind::kFull;
-
-    ScanResult scan;
-    try {
-        scan = scan_source(source, parent_manifest ? &*parent_manifest : nullptr);
-    } catch (const std::exception& e) {
-        throw Error(fmt::format("cannot read source directory: {}", e.what()));
-    }
+    match_parent(scan, parent_manifest ? &*parent_manifest : nullptr);
     rep.files = scan.files;
     rep.unchanged_files = scan.unchanged_files;
     rep.bytes_in = scan.bytes_total;

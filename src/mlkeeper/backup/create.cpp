@@ -182,12 +182,13 @@ std::int64_t mtime_ns(const struct stat& st) {
 }  // namespace
 
 ScanResult scan_source(const std::filesystem::path& source, const Manifest* parent) {
+    ScanResult r = walk_source(source);
+    match_parent(r, parent);
+    return r;
+}
+
+ScanResult walk_source(const std::filesystem::path& source) {
     ScanResult r;
-    std::optional<ManifestIndex> index;
-    if (parent != nullptr) {
-        index.emplace(*parent);
-    }
-    std::set<std::string> unchanged_paths;
     auto root = source.filename().empty() ? source.parent_path().filename() : source.filename();
     util::walk_tree(
         source, root.string(),
@@ -197,30 +198,11 @@ ScanResult scan_source(const std::filesystem::path& source, const Manifest* pare
                 r.skipped.push_back(e.rel + ": special file (socket, fifo or device) not archived");
                 return util::WalkAction::kContinue;
             }
-            ScanItem item{e, nullptr};
             if (S_ISREG(st.st_mode)) {
                 ++r.files;
-                auto size = static_cast<std::uint64_t>(st.st_size);
-                r.bytes_total += size;
-                const ManifestEntry* prev = index ? index->find(e.rel) : nullptr;
-                // A hard link stored as a link: unchanged if the file it
-                // shares (walked earlier, in the same order) is unchanged.
-                const ManifestEntry* content = prev;
-                if (prev != nullptr && prev->type == EntryType::kHardlink) {
-                    content = unchanged_paths.contains(prev->target) ? index->find(prev->target)
-                                                                     : nullptr;
-                }
-                if (content != nullptr && content->type == EntryType::kFile &&
-                    content->size == size && content->mtime_ns == mtime_ns(st) &&
-                    content->ino == st.st_ino) {
-                    item.unchanged = prev;
-                    unchanged_paths.insert(e.rel);
-                    ++r.unchanged_files;
-                } else {
-                    r.bytes_to_read += size;
-                }
+                r.bytes_total += static_cast<std::uint64_t>(st.st_size);
             }
-            r.items.push_back(std::move(item));
+            r.items.push_back(ScanItem{e, nullptr});
             return util::WalkAction::kContinue;
         },
         [&](const util::WalkError& err) {
@@ -229,6 +211,40 @@ ScanResult scan_source(const std::filesystem::path& source, const Manifest* pare
                             std::error_code(err.error, std::generic_category()).message()));
         });
     return r;
+}
+
+void match_parent(ScanResult& r, const Manifest* parent) {
+    std::optional<ManifestIndex> index;
+    if (parent != nullptr) {
+        index.emplace(*parent);
+    }
+    std::set<std::string> unchanged_paths;
+    r.bytes_to_read = 0;
+    r.unchanged_files = 0;
+    for (ScanItem& item : r.items) {
+        const auto& st = item.entry.st;
+        if (!S_ISREG(st.st_mode)) {
+            continue;
+        }
+        const auto size = static_cast<std::uint64_t>(st.st_size);
+        const ManifestEntry* prev = index ? index->find(item.entry.rel) : nullptr;
+        // A hard link stored as a link: unchanged if the file it shares (walked earlier, in the
+        // same order) is unchanged.
+        const ManifestEntry* content = prev;
+        if (prev != nullptr && prev->type == EntryType::kHardlink) {
+            content =
+                unchanged_paths.contains(prev->target) ? index->find(prev->target) : nullptr;
+        }
+        if (content != nullptr && content->type == EntryType::kFile && content->size == size &&
+            content->mtime_ns == mtime_ns(st) && content->ino == st.st_ino) {
+            item.unchanged = prev;
+            unchanged_paths.insert(item.entry.rel);
+            ++r.unchanged_files;
+        } else {
+            item.unchanged = nullptr;
+            r.bytes_to_read += size;
+        }
+    }
 }
 
 std::filesystem::path next_archive_path(const std::filesystem::path& dest, Codec codec,

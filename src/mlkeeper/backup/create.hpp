@@ -39,6 +39,11 @@ struct ScanResult {
 // `parent` is the previous manifest of the same source. Throws std::system_error if the source
 // cannot be read at all.
 ScanResult scan_source(const std::filesystem::path& source, const Manifest* parent);
+// The two halves of scan_source(), so that the parent manifest can be read while the tree is
+// walked: walk_source() lists the tree (every file still to read), then match_parent() marks the
+// files unchanged since `parent` (none when it is null). Call match_parent() once.
+ScanResult walk_source(const std::filesystem::path& source);
+void match_parent(ScanResult& scan, const Manifest* parent);
 
 struct CreateOptions {
     std::filesystem::path source;

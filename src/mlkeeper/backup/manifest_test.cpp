@@ -786,5 +786,41 @@ TEST(BackupManifestHeader, DependsOnThatDisagreesWithTheEntriesIsRejected) {
     }
 }
 
+// Listing archives reads every manifest's header: a big manifest is read only up to its header,
+// and one laid out otherwise (keys sorted) is still read right, whole.
+TEST(BackupManifestHeader, ReadingTheHeaderOfABigManifestReadsOnlyItsStart) {
+    mlk::testing::TempDir t;
+    Manifest m = sample();
+    for (int i = 0; i < 3000; ++i) {
+        m.entries.push_back(file("models/run" + std::to_string(i) + "/config.json", 100, kHexA));
+    }
+    const auto path = t / "big.manifest.json";
+    write_manifest(path, m);
+    const auto size = std::filesystem::file_size(path);
+    ASSERT_GT(size, 512U * 1024);
+    std::size_t bytes_read = 0;
+    util::FsOps counting = util::real_fs_ops();
+    counting.read = [&bytes_read](int fd, void* buf, std::size_t n) {
+        const ssize_t got = ::read(fd, buf, n);
+        if (got > 0) {
+            bytes_read += static_cast<std::size_t>(got);
+        }
+        return got;
+    };
+    const Manifest h = read_manifest_header(path, counting);
+    EXPECT_LE(bytes_read, 64U * 1024);
+    EXPECT_TRUE(h.entries.empty());
+    EXPECT_EQ(h.archive, m.archive);
+    EXPECT_EQ(h.totals, compute_totals(m.entries));
+    EXPECT_EQ(h.depends_on, compute_depends_on(m));
+
+    util::write_file_atomic(path, nlohmann::json::parse(serialize_manifest(m)).dump(2));
+    bytes_read = 0;
+    const Manifest sorted = read_manifest_header(path, counting);
+    EXPECT_GE(bytes_read, std::filesystem::file_size(path));  // the start, then all of it
+    EXPECT_EQ(sorted.totals, h.totals);
+    EXPECT_EQ(sorted.verified_at, m.verified_at);
+}
+
 }  // namespace
 }  // namespace mlk::backup

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -236,6 +237,11 @@ void write_file_atomic(const std::filesystem::path& dest, std::string_view data,
 }
 
 std::string read_file(const std::filesystem::path& path, const FsOps& ops) {
+    return read_file_prefix(path, std::numeric_limits<std::size_t>::max(), ops);
+}
+
+std::string read_file_prefix(const std::filesystem::path& path, std::size_t limit,
+                             const FsOps& ops) {
     const int fd = open_retrying(ops, path.c_str(), O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) {
         throw_errno(errno, "cannot open " + path.string());
@@ -244,9 +250,9 @@ std::string read_file(const std::filesystem::path& path, const FsOps& ops) {
     constexpr std::size_t kChunk = 64 * 1024;
     std::string out;
     std::size_t size = 0;
-    for (;;) {
+    while (size < limit) {
         if (out.size() < size + kChunk) {
-            out.resize(std::max(size + kChunk, out.size() * 2));
+            out.resize(std::min(std::max(size + kChunk, out.size() * 2), limit));
         }
         const ssize_t n = ops.read(fd, out.data() + size, out.size() - size);
         if (n < 0) {

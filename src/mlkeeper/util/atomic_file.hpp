@@ -92,5 +92,8 @@ void write_file_atomic(const std::filesystem::path& dest, std::string_view data,
 
 // Reads a whole file. Throws std::system_error naming the path on failure.
 std::string read_file(const std::filesystem::path& path, const FsOps& ops = real_fs_ops());
+// At most the first `limit` bytes of a file (all of it when it is shorter).
+std::string read_file_prefix(const std::filesystem::path& path, std::size_t limit,
+                             const FsOps& ops = real_fs_ops());
 
 }  // namespace mlk::util

@@ -1,6 +1,8 @@
 #include "mlkeeper/util/walk.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,9 +14,51 @@
 namespace mlk::util {
 namespace {
 
-struct DirCloser {
-    void operator()(DIR* d) const { ::closedir(d); }
+struct UniqueDirFd {
+    int fd;
+    explicit UniqueDirFd(int f) : fd(f) {}
+    ~UniqueDirFd() { reset(); }
+    UniqueDirFd(const UniqueDirFd&) = delete;
+    UniqueDirFd& operator=(const UniqueDirFd&) = delete;
+    void reset() {
+        if (fd >= 0) {
+            ::close(fd);
+            fd = -1;
+        }
+    }
 };
+
+// The names in directory `fd` but "." and "..", with getdents64 itself: opendir/fdopendir would
+// add an fstat and two fcntl calls per directory (3,000 syscalls for a tree of 1,000 folders).
+// Returns 0 or the errno of a failed read (the names read so far are kept).
+int read_names(int fd, std::vector<std::string>& names) {
+    alignas(8) char buf[32 * 1024];
+    for (;;) {
+        const ssize_t n = ::getdents64(fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno;
+        }
+        if (n == 0) {
+            return 0;
+        }
+        for (ssize_t off = 0; off < n;) {
+            const auto* e = reinterpret_cast<const dirent64*>(buf + off);
+            const char* name = e->d_name;
+            if (std::strcmp(name, ".") != 0 && std::strcmp(name, "..") != 0) {
+                names.emplace_back(name);
+            }
+            off += e->d_reclen;
+        }
+    }
+}
+
+// Directories at most this deep keep their fd open while their subtrees are walked, so their
+// entries are lstat'ed relative to it (no path lookup per entry); deeper ones use full paths,
+// which bounds the fds a walk holds.
+constexpr int kMaxHeldDepth = 64;
 
 struct Walker {
     const WalkVisitor& visit;
@@ -23,30 +67,30 @@ struct Walker {
     dev_t root_dev = 0;
 
     void descend(const WalkEntry& dir) {
-        std::unique_ptr<DIR, DirCloser> d(::opendir(dir.path.c_str()));
-        if (!d) {
+        // O_NOFOLLOW: the entry was lstat'ed as a directory; a symlink swapped in since is not
+        // followed out of the tree.
+        UniqueDirFd d(::open(dir.path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (d.fd < 0) {
             on_error({dir.path, errno});
             return;
         }
         std::vector<std::string> names;
-        errno = 0;
-        while (const dirent* e = ::readdir(d.get())) {
-            if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
-                names.emplace_back(e->d_name);
-            }
-            errno = 0;
+        if (const int err = read_names(d.fd, names); err != 0) {
+            on_error({dir.path, err});
         }
-        if (errno != 0) {
-            on_error({dir.path, errno});
+        if (dir.depth >= kMaxHeldDepth) {
+            d.reset();
         }
-        d.reset();
         std::sort(names.begin(), names.end());
         for (const auto& name : names) {
             WalkEntry child;
             child.path = dir.path / name;
             child.rel = dir.rel + "/" + name;
             child.depth = dir.depth + 1;
-            if (::lstat(child.path.c_str(), &child.st) != 0) {
+            const int rc = d.fd >= 0
+                               ? ::fstatat(d.fd, name.c_str(), &child.st, AT_SYMLINK_NOFOLLOW)
+                               : ::lstat(child.path.c_str(), &child.st);
+            if (rc != 0) {
                 on_error({child.path, errno});  // vanished since readdir
                 continue;
             }

@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <string>
 #include <vector>
 
 #include "support/temp_dir.hpp"
@@ -70,6 +74,49 @@ TEST(Walk, UnreadableDirectoryIsReportedAndTheWalkGoesOn) {
     ASSERT_EQ(errors.size(), 1u);
     EXPECT_EQ(errors[0].error, EACCES);
     EXPECT_EQ(seen.back(), "r/open/file");
+}
+
+// Entries are lstat'ed relative to their directory's open fd down to a depth, by path below it:
+// a very deep tree is walked whole, in order, without holding an fd per level.
+TEST(Walk, AVeryDeepTreeIsWalkedWholeWithBoundedFds) {
+    mlk::testing::TempDir t;
+    constexpr int kDepth = 150;
+    std::filesystem::path p = t / "root";
+    std::filesystem::create_directories(p);
+    for (int i = 0; i < kDepth; ++i) {
+        std::ofstream(p / "f") << i;
+        p /= "d";
+        std::filesystem::create_directory(p);
+    }
+    const auto open_fds = [] {
+        return std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
+                             std::filesystem::directory_iterator{});
+    };
+    const auto before = open_fds();
+    long most = 0;
+    int files = 0;
+    int dirs = 0;
+    int deepest = 0;
+    walk_tree(
+        t / "root", "root",
+        [&](const WalkEntry& e) {
+            if (S_ISREG(e.st.st_mode)) {
+                ++files;
+                EXPECT_EQ(e.st.st_size, static_cast<off_t>(std::to_string(e.depth - 1).size()))
+                    << e.rel;
+            } else {
+                ++dirs;
+            }
+            deepest = std::max(deepest, e.depth);
+            most = std::max<long>(most, open_fds() - before);
+            return WalkAction::kContinue;
+        },
+        [](const WalkError& err) { ADD_FAILURE() << err.path << ": " << err.error; });
+    EXPECT_EQ(files, kDepth);
+    EXPECT_EQ(dirs, kDepth + 1);
+    EXPECT_EQ(deepest, kDepth);
+    EXPECT_LE(most, 70);
+    EXPECT_EQ(open_fds(), before);
 }
 
 TEST(Walk, MissingRootThrows) {
