@@ -4,11 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <limits>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <system_error>

@@ -264,8 +264,8 @@ void EventLoop::run() {
             posted_pending = !posted_.empty();
         }
         const int timeout = posted_pending ? 0 : timeout_ms(Clock::now());
-        const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
-                                   timeout);
+        const int n =
+            ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
         if (n < 0 && errno != EINTR) {
             throw std::system_error(errno, std::generic_category(), "epoll_wait");
         }

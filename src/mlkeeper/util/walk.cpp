@@ -87,9 +87,8 @@ struct Walker {
             child.path = dir.path / name;
             child.rel = dir.rel + "/" + name;
             child.depth = dir.depth + 1;
-            const int rc = d.fd >= 0
-                               ? ::fstatat(d.fd, name.c_str(), &child.st, AT_SYMLINK_NOFOLLOW)
-                               : ::lstat(child.path.c_str(), &child.st);
+            const int rc = d.fd >= 0 ? ::fstatat(d.fd, name.c_str(), &child.st, AT_SYMLINK_NOFOLLOW)
+                                     : ::lstat(child.path.c_str(), &child.st);
             if (rc != 0) {
                 on_error({child.path, errno});  // vanished since readdir
                 continue;
