@@ -79,8 +79,8 @@ class Tracked {
 
 }  // namespace
 
-ProxySession::ProxySession(const ProxyContext& ctx, util::EventLoop& loop,
-                           util::AsyncSocket client, std::string peer_ip)
+ProxySession::ProxySession(const ProxyContext& ctx, util::EventLoop& loop, util::AsyncSocket client,
+                           std::string peer_ip)
     : ctx_(ctx),
       loop_(loop),
       client_(std::move(client)),
@@ -146,7 +146,8 @@ void ProxySession::release_upstream(Reuse reuse) {
 }
 
 util::Task<bool> ProxySession::answer(int status, std::string_view code, std::string_view message,
-                                      bool keep, int minor, const std::vector<http::Header>* extra) {
+                                      bool keep, int minor,
+                                      const std::vector<http::Header>* extra) {
     const std::string body = code.empty() ? std::string() : error_json(code, message);
     std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
     out.append(reason_phrase(status));
@@ -480,7 +481,8 @@ util::Task<ProxySession::Exchange> ProxySession::exchange(const http::RequestHea
     res_bytes_ = 0;
     std::string_view avail = in_;
     if (!req_done_ && !encode_request_body(req, avail)) {
-        out = {400, co_await answer(400, "bad_request", "malformed chunked request body", false, 1)};
+        out = {400,
+               co_await answer(400, "bad_request", "malformed chunked request body", false, 1)};
         release_upstream(Reuse::kYes);
         co_return Exchange::kDone;
     }
@@ -561,11 +563,11 @@ util::Task<ProxySession::Exchange> ProxySession::exchange(const http::RequestHea
                 }
                 commit();
                 const ProxyRefusal refusal =
-                    timeout ? ProxyRefusal{504, "gateway_timeout",
-                                           model + " did not answer within " +
-                                               std::to_string(s.upstream_timeout.count() / 1000) +
-                                               " s"}
-                            : stale_closed();
+                    timeout
+                        ? ProxyRefusal{504, "gateway_timeout",
+                                       model + " did not answer within " +
+                                           std::to_string(s.upstream_timeout.count() / 1000) + " s"}
+                        : stale_closed();
                 co_return co_await fail(req, refusal, true, out);
             }
             resp_.append(buf_.data(), static_cast<std::size_t>(n));

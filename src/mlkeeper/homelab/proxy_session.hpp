@@ -11,8 +11,8 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
-#include <variant>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "mlkeeper/homelab/cold_start.hpp"
@@ -96,7 +96,8 @@ class ProxySession {
     Task<bool> answer(int status, std::string_view code, std::string_view message, bool keep,
                       int minor, const std::vector<http::Header>* extra = nullptr);
     // `consumed`: the request body was read whole (the connection may stay).
-    Task<Outcome> refuse(const http::RequestHead& req, const ProxyRefusal& r, bool consumed = false);
+    Task<Outcome> refuse(const http::RequestHead& req, const ProxyRefusal& r,
+                         bool consumed = false);
     // Appends the next body bytes of `avail` to out_ the way the model gets them; false on bad
     // chunked framing.
     bool encode_request_body(const http::RequestHead& req, std::string_view& avail);
