@@ -232,8 +232,7 @@ void match_parent(ScanResult& r, const Manifest* parent) {
         // same order) is unchanged.
         const ManifestEntry* content = prev;
         if (prev != nullptr && prev->type == EntryType::kHardlink) {
-            content =
-                unchanged_paths.contains(prev->target) ? index->find(prev->target) : nullptr;
+            content = unchanged_paths.contains(prev->target) ? index->find(prev->target) : nullptr;
         }
         if (content != nullptr && content->type == EntryType::kFile && content->size == size &&
             content->mtime_ns == mtime_ns(st) && content->ino == st.st_ino) {

@@ -235,8 +235,8 @@ VerifyResult verify_written(const std::filesystem::path& file, const Manifest& m
     // by the final-chunk flag (data after it is an error). The file is therefore the bytes the
     // encryptor produced, which are the bytes hashed for the manifest while writing: hashing it
     // again (0.6 s of CPU per GB) would check nothing more.
-    const auto raw_hash = keys != nullptr && is_encrypted_name(manifest.archive) ? RawHash::kSkip
-                                                                                 : RawHash::kCompute;
+    const auto raw_hash =
+        keys != nullptr && is_encrypted_name(manifest.archive) ? RawHash::kSkip : RawHash::kCompute;
     return check_file(file, manifest.archive, &manifest, manifest.archive_sha256, "the manifest",
                       util::ProgressMode::kNever, keys, VerifyResult{},
                       std::chrono::steady_clock::now(), raw_hash);

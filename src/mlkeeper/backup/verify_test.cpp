@@ -193,8 +193,13 @@ TEST(Verify, VerifyWrittenOfAnEncryptedFileCatchesEveryChangeWithoutHashingIt) {
 
     const auto header_end = original.find("\n---") + 1;
     ASSERT_GT(header_end, 0u);
-    std::vector<std::size_t> at{0, 10, header_end, header_end + 60, original.size() / 2,
-                                original.size() - 17, original.size() - 1};
+    std::vector<std::size_t> at{0,
+                                10,
+                                header_end,
+                                header_end + 60,
+                                original.size() / 2,
+                                original.size() - 17,
+                                original.size() - 1};
     std::mt19937 rng(7);
     for (int i = 0; i < 60; ++i) {
         at.push_back(rng() % original.size());

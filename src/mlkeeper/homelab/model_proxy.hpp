@@ -28,7 +28,6 @@ class Config;
 
 namespace mlk::homelab {
 
-
 struct ProxySettings {
     bool enabled = false;  // the agent runs the proxy ([proxy] enabled)
     std::string address = "127.0.0.1";
