@@ -98,20 +98,13 @@ bool still_open(int fd) {
 
 UniqueFd connect_loopback(int port, std::chrono::milliseconds connect_timeout,
                           std::chrono::milliseconds io_timeout, std::string& error) {
-    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    int started = 0;
+    UniqueFd fd = begin_connect_loopback(port, started);
     if (!fd) {
-        error = std::strerror(errno);
+        error = std::strerror(started);
         return {};
     }
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
-        if (errno != EINPROGRESS) {
-            error = std::strerror(errno);
-            return {};
-        }
+    if (started == EINPROGRESS) {
         pollfd p{fd.get(), POLLOUT, 0};
         int n;
         do {
