@@ -1,5 +1,7 @@
 #include "mlkeeper/api/server.hpp"
 
+#include "mlkeeper/util/unique_fd.hpp"
+
 // Debian's libcpp-httplib is built with OpenSSL support, and some of the header's structs
 // (httplib::Request among them) have extra members with it: the header must be read the way the
 // library was built.
@@ -47,6 +49,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
+using util::UniqueFd;
 
 // A client may reuse a connection for this many requests; then it is closed (and reopened).
 constexpr int kMaxRequestsPerConnection = 100;
@@ -65,30 +68,6 @@ std::string host_port(const std::string& address, int port) {
     return (address.find(':') != std::string::npos ? "[" + address + "]" : address) + ":" +
            std::to_string(port);
 }
-
-class UniqueFd {
-  public:
-    UniqueFd() = default;
-    explicit UniqueFd(int fd) : fd_(fd) {}
-    ~UniqueFd() { reset(); }
-    UniqueFd(const UniqueFd&) = delete;
-    UniqueFd& operator=(const UniqueFd&) = delete;
-    int get() const { return fd_; }
-    int release() {
-        const int fd = fd_;
-        fd_ = -1;
-        return fd;
-    }
-    void reset(int fd = -1) {
-        if (fd_ >= 0) {
-            ::close(fd_);
-        }
-        fd_ = fd;
-    }
-
-  private:
-    int fd_ = -1;
-};
 
 int ms_until(Clock::time_point t) {
     const auto left = t - Clock::now();

@@ -16,13 +16,6 @@
 
 namespace mlk::homelab {
 
-void UniqueFd::reset(int fd) {
-    if (fd_ >= 0) {
-        ::close(fd_);
-    }
-    fd_ = fd;
-}
-
 ssize_t recv_some(int fd, char* buf, std::size_t n) {
     for (;;) {
         const ssize_t r = ::recv(fd, buf, n, 0);

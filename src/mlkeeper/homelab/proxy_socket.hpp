@@ -15,32 +15,11 @@
 #include <utility>
 #include <vector>
 
+#include "mlkeeper/util/unique_fd.hpp"
+
 namespace mlk::homelab {
 
-class UniqueFd {
-  public:
-    UniqueFd() = default;
-    explicit UniqueFd(int fd) : fd_(fd) {}
-    ~UniqueFd() { reset(); }
-    UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-    UniqueFd& operator=(UniqueFd&& o) noexcept {
-        if (this != &o) {
-            reset(std::exchange(o.fd_, -1));
-        }
-        return *this;
-    }
-    UniqueFd(const UniqueFd&) = delete;
-    UniqueFd& operator=(const UniqueFd&) = delete;
-
-    int get() const { return fd_; }
-    explicit operator bool() const { return fd_ >= 0; }
-    void reset(int fd = -1);
-    // Gives the fd up without closing it.
-    int release() { return std::exchange(fd_, -1); }
-
-  private:
-    int fd_ = -1;
-};
+using util::UniqueFd;
 
 // One recv(): > 0 bytes, 0 at EOF, -1 on error with errno set (EAGAIN: the socket's receive
 // timeout passed). Retries EINTR.

@@ -258,12 +258,9 @@ void EventLoop::run() {
             run_posted();  // what is left only frees what it holds
             return;
         }
-        bool posted_pending;
-        {
-            std::lock_guard lk(posted_mu_);
-            posted_pending = !posted_.empty();
-        }
-        const int timeout = posted_pending ? 0 : timeout_ms(Clock::now());
+        // No look at the posted queue here: post() writes the eventfd whenever the queue was
+        // empty, so work posted since run_posted() makes epoll_wait return at once.
+        const int timeout = timeout_ms(Clock::now());
         const int n =
             ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
         if (n < 0 && errno != EINTR) {

@@ -2,6 +2,8 @@
 // so the child only makes async-signal-safe calls: the parent may have other threads.
 #include "mlkeeper/util/process.hpp"
 
+#include "mlkeeper/util/unique_fd.hpp"
+
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <poll.h>
@@ -45,35 +47,6 @@ constexpr std::size_t kChunk = 64 * 1024;
 std::string errno_text(int err) {
     return std::generic_category().message(err);
 }
-
-class UniqueFd {
-  public:
-    UniqueFd() = default;
-    explicit UniqueFd(int fd) : fd_(fd) {}
-    UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-    UniqueFd& operator=(UniqueFd&& o) noexcept {
-        if (this != &o) {
-            reset(std::exchange(o.fd_, -1));
-        }
-        return *this;
-    }
-    UniqueFd(const UniqueFd&) = delete;
-    UniqueFd& operator=(const UniqueFd&) = delete;
-    ~UniqueFd() { reset(); }
-
-    int get() const { return fd_; }
-    explicit operator bool() const { return fd_ >= 0; }
-    int release() { return std::exchange(fd_, -1); }
-    void reset(int fd = -1) {
-        if (fd_ >= 0) {
-            ::close(fd_);  // EINTR on Linux still closes the fd, so no retry
-        }
-        fd_ = fd;
-    }
-
-  private:
-    int fd_ = -1;
-};
 
 struct Pipe {
     UniqueFd read, write;

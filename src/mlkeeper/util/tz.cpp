@@ -2,6 +2,8 @@
 // computed from immutable data, so no locks and no process-wide TZ state are involved.
 #include "mlkeeper/util/tz.hpp"
 
+#include "mlkeeper/util/unique_fd.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -604,22 +606,6 @@ std::optional<Data> parse_tzif(const std::uint8_t* p, std::size_t n) {
     finish(d);
     return d;
 }
-
-class UniqueFd {
-  public:
-    explicit UniqueFd(int fd) : fd_(fd) {}
-    UniqueFd(const UniqueFd&) = delete;
-    UniqueFd& operator=(const UniqueFd&) = delete;
-    ~UniqueFd() {
-        if (fd_ >= 0) {
-            ::close(fd_);
-        }
-    }
-    int get() const { return fd_; }
-
-  private:
-    int fd_;
-};
 
 // The whole file if it is a regular file of at most kMaxFileSize bytes.
 std::optional<std::vector<std::uint8_t>> read_small_file(const std::string& path) {

@@ -1,5 +1,7 @@
 #include "mlkeeper/util/walk.hpp"
 
+#include "mlkeeper/util/unique_fd.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -13,20 +15,6 @@
 
 namespace mlk::util {
 namespace {
-
-struct UniqueDirFd {
-    int fd;
-    explicit UniqueDirFd(int f) : fd(f) {}
-    ~UniqueDirFd() { reset(); }
-    UniqueDirFd(const UniqueDirFd&) = delete;
-    UniqueDirFd& operator=(const UniqueDirFd&) = delete;
-    void reset() {
-        if (fd >= 0) {
-            ::close(fd);
-            fd = -1;
-        }
-    }
-};
 
 // The names in directory `fd` but "." and "..", with getdents64 itself: opendir/fdopendir would
 // add an fstat and two fcntl calls per directory (3,000 syscalls for a tree of 1,000 folders).
@@ -69,13 +57,13 @@ struct Walker {
     void descend(const WalkEntry& dir) {
         // O_NOFOLLOW: the entry was lstat'ed as a directory; a symlink swapped in since is not
         // followed out of the tree.
-        UniqueDirFd d(::open(dir.path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        if (d.fd < 0) {
+        UniqueFd d(::open(dir.path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!d) {
             on_error({dir.path, errno});
             return;
         }
         std::vector<std::string> names;
-        if (const int err = read_names(d.fd, names); err != 0) {
+        if (const int err = read_names(d.get(), names); err != 0) {
             on_error({dir.path, err});
         }
         if (dir.depth >= kMaxHeldDepth) {
@@ -87,8 +75,8 @@ struct Walker {
             child.path = dir.path / name;
             child.rel = dir.rel + "/" + name;
             child.depth = dir.depth + 1;
-            const int rc = d.fd >= 0 ? ::fstatat(d.fd, name.c_str(), &child.st, AT_SYMLINK_NOFOLLOW)
-                                     : ::lstat(child.path.c_str(), &child.st);
+            const int rc = d ? ::fstatat(d.get(), name.c_str(), &child.st, AT_SYMLINK_NOFOLLOW)
+                             : ::lstat(child.path.c_str(), &child.st);
             if (rc != 0) {
                 on_error({child.path, errno});  // vanished since readdir
                 continue;
